@@ -1,0 +1,56 @@
+"""Service settings, read from the environment (prefix ``CV_``) and an optional ``.env`` file.
+
+Built once in the app lifespan (or by a CLI command), never at import time, so tests and the CLI
+can construct their own. The CLI and the service read the same settings, so a command run with the
+service's ``CV_DATA_DIR`` / ``CV_DATABASE_URL`` works on the service's data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_models_dir() -> Path:
+    """``models/`` of the source checkout (where the trained models are committed)."""
+    return REPO_ROOT / "models"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure. Each field maps to ``CV_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CV_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="SQLite database, audit log, uploaded images")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/customs-vision.db"
+    )
+    models_dir: Path = Field(default_factory=default_models_dir, description="model cards + ONNX files")
+    required_models: tuple[str, ...] = Field(
+        default=("xray", "document", "similarity"),
+        description="models that must load before /readyz answers 200",
+    )
+    backend: Literal["onnxruntime", "triton", "tensorrt", "torch"] = "onnxruntime"
+    triton_url: str = "127.0.0.1:8001"
+    triton_protocol: Literal["http", "grpc"] = "grpc"
+    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads per model")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=100_000_000, ge=1)
+
+    @field_validator("required_models", mode="before")
+    @classmethod
+    def _split_csv(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'customs-vision.db').resolve()}"
