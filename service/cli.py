@@ -16,6 +16,7 @@ from dataclasses import dataclass
 # Explicit list of command modules, in --help order. A module listed here must exist.
 COMMAND_MODULES: tuple[str, ...] = (
     "service.commands.serve",
+    "service.commands.admin",
 )
 
 

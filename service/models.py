@@ -36,9 +36,7 @@ class ModelPool:
         """Required model name -> reason it is not loaded (empty when all are)."""
         if not self.loaded:
             return {name: "still loading" for name in required}
-        return {
-            name: self.errors.get(name, "not loaded") for name in required if name not in self.models
-        }
+        return {name: self.errors.get(name, "not loaded") for name in required if name not in self.models}
 
     def close(self) -> None:
         for m in self.models.values():
@@ -46,9 +44,7 @@ class ModelPool:
         self.models.clear()
 
 
-def load_models(
-    models_dir: Path, names: tuple[str, ...], *, backend: str, backend_kwargs: dict[str, Any]
-) -> ModelPool:
+def load_models(models_dir: Path, names: tuple[str, ...], *, backend: str, backend_kwargs: dict[str, Any]) -> ModelPool:
     """Load ``<models_dir>/<name>.json`` for each name; failures are recorded, not raised."""
     pool = ModelPool()
     for name in names:

@@ -8,10 +8,10 @@ service's ``CV_DATA_DIR`` / ``CV_DATABASE_URL`` works on the service's data.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,8 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/customs-vision.db"
     )
     models_dir: Path = Field(default_factory=default_models_dir, description="model cards + ONNX files")
-    required_models: tuple[str, ...] = Field(
+    # NoDecode: the environment gives a comma-separated list, not JSON.
+    required_models: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("xray", "document", "similarity"),
         description="models that must load before /readyz answers 200",
     )

@@ -28,7 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    print(f"customs-vision: serving on http://{settings.host}:{settings.port} "
-          f"(backend {settings.backend}, models {settings.models_dir}, data {settings.data_dir})")
+    print(
+        f"customs-vision: serving on http://{settings.host}:{settings.port} "
+        f"(backend {settings.backend}, models {settings.models_dir}, data {settings.data_dir})"
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
     return 0

@@ -23,7 +23,7 @@ def _wait_ready(client: TestClient, timeout_s: float = 10.0) -> tuple[int, dict]
     deadline = time.monotonic() + timeout_s
     while True:
         r = client.get("/readyz")
-        if r.status_code == 200 or r.json()["missing"] and "still loading" not in r.json()["missing"].values():
+        if r.status_code == 200 or (r.json()["missing"] and "still loading" not in r.json()["missing"].values()):
             return r.status_code, r.json()
         if time.monotonic() > deadline:
             return r.status_code, r.json()
@@ -41,8 +41,12 @@ def _write_identity_model(models_dir: Path, name: str) -> None:
     onnx.save(model, models_dir / f"{name}.onnx")
     spec = ModelSpec(name=name, version="test-1", input_size=(8, 8))
     ModelCard(
-        name=name, version="test-1", task="detect", file=f"{name}.onnx",
-        sha256=sha256_file(models_dir / f"{name}.onnx"), spec=spec,
+        name=name,
+        version="test-1",
+        task="detect",
+        file=f"{name}.onnx",
+        sha256=sha256_file(models_dir / f"{name}.onnx"),
+        spec=spec,
     ).save(models_dir / f"{name}.json")
 
 
