@@ -18,7 +18,7 @@ class BackendError(RuntimeError):
     """A backend could not load or run a model (missing SDK, bad model file, server gone)."""
 
 
-class BackendUnavailable(BackendError):
+class BackendUnavailable(BackendError):  # noqa: N818 (reads as a state: "backend unavailable")
     """The backend's runtime or server is not reachable right now (e.g. Triton down); retryable."""
 
 
@@ -86,12 +86,12 @@ def check_inputs(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]
         raise BackendError(f"model expects inputs {sorted(expected)}, got {sorted(got)}")
     for spec in specs:
         arr = inputs[spec.name]
+        if not isinstance(arr, np.ndarray):
+            raise BackendError(f"input {spec.name!r} must be a numpy array, got {type(arr).__name__}")
         if arr.dtype != np.dtype(spec.dtype):
             raise BackendError(f"input {spec.name!r} must be {spec.dtype}, got {arr.dtype}")
         if arr.ndim != len(spec.shape):
             raise BackendError(f"input {spec.name!r} must have {len(spec.shape)} dims, got shape {arr.shape}")
         for i, (want, have) in enumerate(zip(spec.shape, arr.shape, strict=True)):
             if want >= 0 and want != have:
-                raise BackendError(
-                    f"input {spec.name!r} dim {i} must be {want}, got {have} (shape {arr.shape})"
-                )
+                raise BackendError(f"input {spec.name!r} dim {i} must be {want}, got {have} (shape {arr.shape})")

@@ -20,13 +20,19 @@ _BUILTINS_LOADED = False
 
 
 def register_backend(name: str, factory: BackendFactory) -> None:
-    """Register ``factory`` under ``name``; raises ValueError if the name is taken."""
+    """Register ``factory`` under ``name``; raises ValueError if the name is taken.
+
+    The built-in names are reserved before anything else is registered, so registering e.g.
+    ``"onnxruntime"`` fails here rather than breaking the first :func:`create_backend` later.
+    """
+    _register_builtins()
     if name in _REGISTRY:
         raise ValueError(f"backend {name!r} is already registered")
     _REGISTRY[name] = factory
 
 
 def available_backends() -> tuple[str, ...]:
+    """Registered backend names, sorted (whether their SDKs are installed is checked on creation)."""
     _register_builtins()
     return tuple(sorted(_REGISTRY))
 
@@ -37,9 +43,7 @@ def create_backend(name: str, **kwargs: Any) -> InferenceBackend:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise BackendError(
-            f"unknown backend {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        raise BackendError(f"unknown backend {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
     return factory(**kwargs)
 
 
