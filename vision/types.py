@@ -78,8 +78,10 @@ class Detections:
     data: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy) == 0 else (
-            np.asarray(self.xyxy, dtype=np.float32)
+        xyxy = (
+            np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+            if np.size(self.xyxy) == 0
+            else (np.asarray(self.xyxy, dtype=np.float32))
         )
         conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
         cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
@@ -87,16 +89,11 @@ class Detections:
             raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
         n = xyxy.shape[0]
         if conf.shape != (n,) or cls.shape != (n,):
-            raise ValueError(
-                f"confidence {conf.shape} and class_id {cls.shape} must both have shape ({n},)"
-            )
+            raise ValueError(f"confidence {conf.shape} and class_id {cls.shape} must both have shape ({n},)")
         if not np.all(np.isfinite(xyxy)):
             raise ValueError("xyxy contains NaN or infinite coordinates")
         if self.class_names and n and (cls.min() < 0 or cls.max() >= len(self.class_names)):
-            raise ValueError(
-                f"class_id out of range for {len(self.class_names)} class names: "
-                f"{cls.min()}..{cls.max()}"
-            )
+            raise ValueError(f"class_id out of range for {len(self.class_names)} class names: {cls.min()}..{cls.max()}")
         data = {}
         for key, value in self.data.items():
             arr = np.asarray(value)

@@ -23,14 +23,15 @@ from service.cli import CommandGroups
 
 if TYPE_CHECKING:
     from detectors.base import YoloDetector
-    from vision.types import InspectionReport
+    from service.settings import Settings
+    from vision.types import InspectionReport, Modality
 
 #: File suffixes picked up when a PATH is a folder (explicitly named files are tried whatever their name).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 
-_MODALITIES = {
+_MODALITIES: dict[Modality, str] = {
     "xray": "X-ray scans: threat detection with a clear/review/alarm risk level per scan",
     "document": "document images: stamp and signature detection",
 }
@@ -81,7 +82,7 @@ def _probability(text: str) -> float:
     return value
 
 
-def _handler(modality: str) -> Any:
+def _handler(modality: Modality) -> Any:
     def handle(args: argparse.Namespace) -> int:
         return run_inspect(args, modality)
 
@@ -98,7 +99,7 @@ class _Result:
     annotated: str | None = None
 
 
-def run_inspect(args: argparse.Namespace, modality: str, out: TextIO | None = None) -> int:
+def run_inspect(args: argparse.Namespace, modality: Modality, out: TextIO | None = None) -> int:
     """Run ``inspect <modality>`` with parsed arguments; return the exit status."""
     from detectors.document import MarkDetector
     from detectors.xray import ThreatDetector
@@ -108,7 +109,11 @@ def run_inspect(args: argparse.Namespace, modality: str, out: TextIO | None = No
     from vision.runtime.base import BackendError
 
     out = out or sys.stdout
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as e:  # pydantic's ValidationError: a malformed CV_* variable
+        _fail(f"invalid settings in the environment: {e}")
+        return EXIT_CANNOT_RUN
     card_path = args.model if args.model is not None else settings.models_dir / f"{modality}.json"
     threads = args.threads if args.threads is not None else settings.threads
     backend_kwargs: dict[str, Any] = {} if threads is None else {"threads": threads}
@@ -120,7 +125,8 @@ def run_inspect(args: argparse.Namespace, modality: str, out: TextIO | None = No
     try:
         detector = detector_cls.from_card(card_path, detector_kwargs=detector_kwargs, **backend_kwargs)
     except (ModelCardError, BackendError, ValueError) as e:
-        _fail(f"cannot load the {modality} model from {card_path}: {e}")
+        hint = "" if args.model is not None else "; pass --model CARD or set CV_MODELS_DIR"
+        _fail(f"cannot load the {modality} model from {card_path}: {e}{hint}")
         return EXIT_CANNOT_RUN
 
     paths = list(collect_images(args.paths))
@@ -150,6 +156,9 @@ def run_inspect(args: argparse.Namespace, modality: str, out: TextIO | None = No
     except (BackendError, YoloOutputError) as e:
         _fail(f"the {modality} model failed: {e}")
         return EXIT_CANNOT_RUN
+    except OSError as e:  # reading images is handled per file, so this is writing an annotation
+        _fail(f"cannot write to {args.annotate}: {e}")
+        return EXIT_CANNOT_RUN
     finally:
         detector.backend.close()
 
@@ -157,7 +166,7 @@ def run_inspect(args: argparse.Namespace, modality: str, out: TextIO | None = No
     done = len(paths) - failed
     print(
         f"inspected {done} of {len(paths)} images ({failed} failed) in {elapsed:.2f} s; "
-        f"model {model_ms / max(done, 1):.1f} ms per image, model {detector.spec.name}@{detector.spec.version}",
+        f"model time {model_ms / max(done, 1):.1f} ms per image ({detector.spec.name}@{detector.spec.version})",
         file=sys.stderr,
     )
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -189,8 +198,8 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
 def _inspect_chunk(
     detector: YoloDetector,
     paths: Sequence[Path],
-    modality: str,
-    settings: Any,
+    modality: Modality,
+    settings: Settings,
     names: _AnnotationNames | None,
 ) -> tuple[list[_Result], float]:
     """Decode a chunk of files, run one batched inspection, annotate; results in path order."""
@@ -208,7 +217,7 @@ def _inspect_chunk(
         except OSError as e:
             results[i].error = f"cannot read file: {e.strerror or e}"
             continue
-        records.append(ImageRecord(id=str(path), pixels=pixels, modality=modality, source={"path": str(path)}))  # type: ignore[arg-type]
+        records.append(ImageRecord(id=str(path), pixels=pixels, modality=modality, source={"path": str(path)}))
         slots.append(i)
     if not records:
         return results, 0.0
@@ -221,11 +230,10 @@ def _inspect_chunk(
 
 
 def _write_annotation(pixels: Any, report: InspectionReport, target: Path) -> Path:
-    from PIL import Image
-
     from detectors.annotate import annotate
+    from vision.imageio import encode_jpeg
 
-    Image.fromarray(annotate(pixels, report.detections)).save(target, format="JPEG", quality=90)
+    target.write_bytes(encode_jpeg(annotate(pixels, report.detections), quality=90))
     return target
 
 

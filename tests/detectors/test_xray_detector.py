@@ -1,0 +1,223 @@
+"""ThreatDetector: batching through a backend, per-class thresholds and the X-ray risk rule table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+
+from detectors.xray import RISK_RULES, XRAY_CLASSES, RiskRule, ThreatDetector, assess_risk
+from vision.runtime.base import BackendError, InferenceBackend, TensorSpec
+from vision.types import Detections, ImageRecord, ModelSpec
+
+SIZE = 32
+NC = len(XRAY_CLASSES)
+
+
+class ScriptedBackend:
+    """A backend whose anchor-free output is scripted per image from the image's brightness.
+
+    Image ``k`` (mean pixel value ``k``, as made by :func:`image`) gets one box at
+    ``(k, k)-(k+4, k+4)`` in network pixels with the class and score of ``script[k]``.
+    """
+
+    name = "scripted"
+
+    def __init__(self, script: Mapping[int, tuple[int, float]], batch: int = -1) -> None:
+        self.script = script
+        self.calls: list[int] = []
+        self._inputs = (TensorSpec("images", "float32", (batch, 3, SIZE, SIZE)),)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("output0", "float32", (-1, 4 + NC, 3)),)
+
+    def run(self, inputs):
+        x = inputs["images"]
+        assert x.dtype == np.float32 and x.shape[1:] == (3, SIZE, SIZE)
+        if self._inputs[0].shape[0] > 0:
+            assert x.shape[0] == self._inputs[0].shape[0]
+        self.calls.append(x.shape[0])
+        out = np.zeros((x.shape[0], 4 + NC, 3), np.float32)
+        out[:, :4] = 1.0  # small empty boxes on every anchor
+        for b in range(x.shape[0]):
+            k = round(float(x[b].mean()) * 255)
+            if k in self.script:
+                cls, score = self.script[k]
+                out[b, :4, 0] = (k + 2, k + 2, 4, 4)
+                out[b, 4 + cls, 0] = score
+        return {"output0": out}
+
+    def close(self) -> None:
+        pass
+
+
+def spec(max_batch: int = 3, class_names=XRAY_CLASSES) -> ModelSpec:
+    return ModelSpec(
+        name="xray", version="test-1", input_size=(SIZE, SIZE), class_names=class_names, max_batch=max_batch
+    )
+
+
+def image(k: int) -> np.ndarray:
+    return np.full((SIZE, SIZE, 3), k, np.uint8)
+
+
+def record(k: int, modality="xray") -> ImageRecord:
+    return ImageRecord(id=f"scan-{k}", pixels=image(k), modality=modality)
+
+
+HANDGUN, KNIFE, SCISSORS, AMMO, DRUGS, GOLD, CASH = range(NC)
+
+
+def test_backend_fake_satisfies_the_protocol():
+    assert isinstance(ScriptedBackend({}), InferenceBackend)
+
+
+def test_batches_are_chunked_by_max_batch_and_kept_in_order():
+    script = {k: (k % NC, 0.9) for k in range(10, 17)}
+    backend = ScriptedBackend(script)
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=3))
+
+    dets = detector.detect([image(k) for k in range(10, 17)])
+
+    assert backend.calls == [3, 3, 1]  # one backend call per chunk, never one per image
+    assert [d.class_id.tolist() for d in dets] == [[k % NC] for k in range(10, 17)]
+    np.testing.assert_allclose([d.xyxy[0, 0] for d in dets], list(range(10, 17)))
+    assert detector.last_timings.model_calls == 3 and detector.last_timings.images == 7
+
+
+def test_static_batch_graph_is_filled_with_padding_images():
+    backend = ScriptedBackend({20: (HANDGUN, 0.9)}, batch=4)
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=16))
+
+    dets = detector.detect([image(20)] * 5)
+
+    assert backend.calls == [4, 4]
+    assert len(dets) == 5 and all(d.labels == ["handgun"] for d in dets)
+
+
+def test_default_thresholds_are_the_review_thresholds():
+    # scissors at 0.30 is under its review threshold (0.35) and is not reported; handgun at 0.30 is.
+    backend = ScriptedBackend({10: (SCISSORS, 0.30), 11: (HANDGUN, 0.30)})
+    detector = ThreatDetector(backend=backend, spec=spec())
+    assert [len(d) for d in detector.detect([image(10), image(11)])] == [0, 1]
+    expected = {name: rule.review for name, rule in RISK_RULES.items()}
+    assert dict(zip(XRAY_CLASSES, detector.options.thresholds.tolist(), strict=True)) == pytest.approx(expected)
+
+
+def test_one_global_threshold_when_class_thresholds_are_empty():
+    backend = ScriptedBackend({10: (SCISSORS, 0.30)})
+    detector = ThreatDetector(backend=backend, spec=spec(), conf_threshold=0.2, class_thresholds={})
+    (det,) = detector.detect([image(10)])
+    assert det.labels == ["scissors_blade"]
+
+
+def test_inspect_batch_builds_reports_with_risk_models_and_timings():
+    backend = ScriptedBackend({10: (HANDGUN, 0.9), 11: (CASH, 0.5), 12: (KNIFE, 0.1)})
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=8))
+
+    reports = detector.inspect_batch([record(10), record(11), record(12)])
+
+    assert [r.record_id for r in reports] == ["scan-10", "scan-11", "scan-12"]
+    assert [r.risk for r in reports] == ["alarm", "review", "clear"]
+    assert all(r.modality == "xray" and r.models == {"xray": "test-1"} for r in reports)
+    assert set(reports[0].timings_ms) == {"preprocess", "model", "postprocess"}
+    assert backend.calls == [3]
+    assert detector.inspect(record(10)).risk == "alarm"
+
+
+def test_inspect_refuses_document_records():
+    detector = ThreatDetector(backend=ScriptedBackend({}), spec=spec())
+    with pytest.raises(ValueError, match="inspects 'xray' images"):
+        detector.inspect(record(10, modality="document"))
+
+
+def test_model_with_a_class_outside_the_policy_is_refused():
+    with pytest.raises(ValueError, match=r"\['grenade'\] with no risk rule"):
+        ThreatDetector(backend=ScriptedBackend({}), spec=spec(class_names=(*XRAY_CLASSES, "grenade")))
+
+
+def test_backend_without_the_spec_input_is_refused():
+    backend = ScriptedBackend({})
+    backend._inputs = (TensorSpec("pixels", "float32", (-1, 3, SIZE, SIZE)),)
+    with pytest.raises(BackendError, match="'images'"):
+        ThreatDetector(backend=backend, spec=spec())
+
+
+def test_backend_returning_the_wrong_output_is_reported():
+    class Renamed(ScriptedBackend):
+        def run(self, inputs):
+            return {"boxes": super().run(inputs)["output0"]}
+
+    detector = ThreatDetector(backend=Renamed({}), spec=spec())
+    with pytest.raises(BackendError, match="'output0'"):
+        detector.detect([image(1)])
+
+
+# ------------------------------------------------------------------------------ the risk table
+
+
+def dets(*items: tuple[str, float]) -> Detections:
+    n = len(items)
+    return Detections(
+        xyxy=np.tile(np.array([[0, 0, 10, 10]], np.float32), (n, 1)),
+        confidence=np.array([c for _, c in items], np.float32),
+        class_id=np.array([XRAY_CLASSES.index(label) for label, _ in items], np.int64),
+        class_names=XRAY_CLASSES,
+    )
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ((), "clear"),
+        ((("handgun", 0.24),), "clear"),
+        ((("handgun", 0.25),), "review"),  # thresholds are inclusive
+        ((("handgun", 0.49),), "review"),
+        ((("handgun", 0.50),), "alarm"),
+        ((("ammunition", 0.7),), "alarm"),
+        ((("knife", 0.54),), "review"),
+        ((("knife", 0.55),), "alarm"),
+        ((("scissors_blade", 0.34),), "clear"),
+        ((("scissors_blade", 0.99),), "review"),  # scissors never raise an alarm on their own
+        ((("drug_package", 0.6),), "alarm"),
+        ((("gold_bar", 0.59),), "review"),
+        ((("gold_bar", 0.6),), "alarm"),
+        ((("cash_bundle", 0.64),), "review"),
+        ((("cash_bundle", 0.65),), "alarm"),
+        ((("scissors_blade", 0.9), ("cash_bundle", 0.1)), "review"),
+        ((("scissors_blade", 0.9), ("gold_bar", 0.95)), "alarm"),  # the highest level wins
+        ((("knife", 0.2), ("drug_package", 0.2), ("cash_bundle", 0.3)), "clear"),
+    ],
+)
+def test_risk_levels(items, expected):
+    assert assess_risk(dets(*items)) == expected
+
+
+def test_risk_with_a_custom_policy():
+    strict = {name: RiskRule(0.1, 0.1, "everything alarms") for name in XRAY_CLASSES}
+    assert assess_risk(dets(("scissors_blade", 0.15)), strict) == "alarm"
+
+
+def test_risk_for_an_unknown_class_is_an_error():
+    d = Detections(np.zeros((1, 4), np.float32), np.array([0.9], np.float32), np.array([0]), ("grenade",))
+    with pytest.raises(ValueError, match="no risk rule for class 'grenade'"):
+        assess_risk(d)
+
+
+def test_rule_table_covers_exactly_the_model_classes():
+    assert set(RISK_RULES) == set(XRAY_CLASSES)
+    for name, rule in RISK_RULES.items():
+        assert rule.reason, name
+        assert rule.alarm is None or rule.alarm >= rule.review
+
+
+@pytest.mark.parametrize(("review", "alarm"), [(-0.1, None), (0.5, 0.4), (0.5, 1.1)])
+def test_rule_rejects_inconsistent_thresholds(review, alarm):
+    with pytest.raises(ValueError, match="threshold"):
+        RiskRule(review, alarm, "bad")
