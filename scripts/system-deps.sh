@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages customs-vision needs at run time, if missing:
-#   fonts-nanum (Hangul) and fonts-dejavu-core (Latin) for the synthetic document generator.
+#   fonts-nanum (Hangul), fonts-noto-cjk (Hanja on square seals), fonts-dejavu-core and
+#   fonts-liberation2 (Latin) for the synthetic document generator.
 set -euo pipefail
 need=()
-fc-list 2>/dev/null | grep -qi nanum || need+=(fonts-nanum)
-fc-list 2>/dev/null | grep -qi dejavu || need+=(fonts-dejavu-core)
-command -v fc-list >/dev/null 2>&1 || need+=(fontconfig)
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+for pkg in fonts-nanum fonts-noto-cjk fonts-dejavu-core fonts-liberation2 fontconfig; do
+  have "$pkg" || need+=("$pkg")
+done
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=""
