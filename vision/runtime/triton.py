@@ -77,6 +77,16 @@ def specs_from_metadata(metadata: Mapping[str, Any]) -> tuple[tuple[TensorSpec, 
     return parse(metadata.get("inputs", ())), parse(metadata.get("outputs", ()))
 
 
+# Passing channel_args replaces tritonclient's defaults, so its message-size limits are repeated.
+_GRPC_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 class TritonBackend:
     """A model served by a Triton Inference Server.
 
@@ -142,7 +152,9 @@ class TritonBackend:
             )
             self._call_kw: dict[str, Any] = {}
         else:
-            self._client = client_module.InferenceServerClient(url)
+            # gRPC's default reconnect back-off grows to 120 s, so after a Triton restart the
+            # channel would stay "unavailable" long after the server is back; cap it at 2 s.
+            self._client = client_module.InferenceServerClient(url, channel_args=_GRPC_CHANNEL_ARGS)
             self._call_kw = {"client_timeout": self._timeout_s}
 
         try:
