@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXTRAS := train,triton,postgres,dev
 
-.PHONY: setup run test lint typecheck unit system-deps clean
+.PHONY: setup run test lint typecheck unit system-deps test-deps setup-triton setup-kubeconform clean
 
 setup: $(STAMP) system-deps
 
@@ -26,7 +26,19 @@ system-deps:
 run: setup
 	$(BIN)/customs-vision serve
 
-test: setup lint typecheck unit
+# The tests also need what real users run beside the service: a real Triton server (bundled in
+# nvidia-pytriton, in its own venv because it needs numpy<2), a Kubernetes schema validator and
+# Chromium for the web-page test.
+test: setup test-deps setup-triton setup-kubeconform lint typecheck unit
+
+test-deps:
+	@bash scripts/system-deps.sh --test
+
+setup-triton:
+	@bash scripts/setup-triton.sh
+
+setup-kubeconform:
+	@bash scripts/setup-kubeconform.sh
 
 lint:
 	$(BIN)/ruff check .
@@ -35,8 +47,11 @@ lint:
 typecheck:
 	$(BIN)/mypy vision detectors similarity service deploy
 
+# The PostgreSQL tests run against a real, throwaway server started for the run and always stopped.
 unit:
-	$(BIN)/pytest -q
+	@url=$$(bash scripts/pg-test-server.sh start) || { echo "could not start PostgreSQL for the tests" >&2; exit 1; }; \
+	CV_TEST_POSTGRES_URL=$$url $(BIN)/pytest -q; rc=$$?; \
+	bash scripts/pg-test-server.sh stop; exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,10 +2,13 @@
 # Installs the Debian packages customs-vision needs at run time, if missing:
 #   fonts-nanum (Hangul), fonts-noto-cjk (Hanja on square seals), fonts-dejavu-core and
 #   fonts-liberation2 (Latin) for the synthetic document generator.
+#   With --test also chromium (the web-page test drives it headless).
 set -euo pipefail
+packages=(fonts-nanum fonts-noto-cjk fonts-dejavu-core fonts-liberation2 fontconfig)
+[ "${1:-}" = "--test" ] && packages+=(chromium)
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for pkg in fonts-nanum fonts-noto-cjk fonts-dejavu-core fonts-liberation2 fontconfig; do
+for pkg in "${packages[@]}"; do
   have "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

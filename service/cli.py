@@ -16,7 +16,15 @@ from dataclasses import dataclass
 # Explicit list of command modules, in --help order. A module listed here must exist.
 COMMAND_MODULES: tuple[str, ...] = (
     "service.commands.serve",
+    "service.commands.synth_xray",
+    "service.commands.synth_tip",
+    "service.commands.synth_documents",
     "service.commands.admin",
+    "service.commands.inspect",
+    "service.commands.train",
+    "service.commands.evaluate_detector",
+    "service.commands.similarity",
+    "service.commands.deploy",
 )
 
 

@@ -1,21 +1,64 @@
-"""Loading the shipped models for the service: cards verified by sha256, one backend per model."""
+"""The service's models: loading them, wrapping them for their task, and calling them.
+
+Three steps, each in its own function:
+
+1. :func:`load_models` reads ``<models_dir>/<name>.json`` cards, verifies the ONNX files' sha256 and
+   creates one :class:`~vision.runtime.base.InferenceBackend` per model (a :class:`ModelPool`).
+2. :func:`build_runtime` wraps each backend for what it does (:data:`DETECTORS` for detectors, the
+   ``similarity`` model as an :class:`~similarity.embedder.Embedder` with a
+   :class:`~similarity.scoring.Scorer` per mark kind, and the specimen registry), giving a
+   :class:`ModelRuntime`. A model that loads but cannot be used (e.g. a card with no class names)
+   is recorded in :attr:`ModelRuntime.problems`, and requests that need it get 503.
+3. :func:`start_runners` puts each model behind a runner that the event loop awaits: a
+   :class:`~service.batching.MicroBatcher` (``CV_BATCHING=on``) or a :class:`SerialRunner` (off).
+   Either way a backend is only ever called from one thread at a time, off the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine
+
+from detectors.base import YoloDetector
+from detectors.document import MarkDetector
+from detectors.xray import ThreatDetector
+from service.batching import BatchStats, MicroBatcher, OverloadedError
+from similarity.embedder import Embedder
+from similarity.registry import KINDS, SpecimenRegistry
+from similarity.scoring import Scorer, ScoringError
 from vision.modelcard import ModelCard, ModelCardError, load_verified
 from vision.runtime.base import BackendError, InferenceBackend
 from vision.runtime.registry import create_backend
+from vision.types import Detections
 
 log = logging.getLogger(__name__)
+
+#: Model name -> the detector class that serves it.
+DETECTORS: Mapping[str, type[YoloDetector]] = {"xray": ThreatDetector, "document": MarkDetector}
+
+#: Name of the embedding model used for stamp and signature comparison.
+SIMILARITY_MODEL = "similarity"
+
+T = TypeVar("T")
+R = TypeVar("R")
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
 
 
 @dataclass
 class LoadedModel:
+    """One loaded model: its verified card, ONNX path and backend."""
+
     card: ModelCard
     path: Path
     backend: InferenceBackend
@@ -30,6 +73,7 @@ class ModelPool:
     loaded: bool = False
 
     def versions(self) -> dict[str, str]:
+        """Model name -> version of every loaded model."""
         return {name: m.card.version for name, m in self.models.items()}
 
     def missing(self, required: tuple[str, ...]) -> dict[str, str]:
@@ -39,6 +83,7 @@ class ModelPool:
         return {name: self.errors.get(name, "not loaded") for name in required if name not in self.models}
 
     def close(self) -> None:
+        """Release every backend."""
         for m in self.models.values():
             m.backend.close()
         self.models.clear()
@@ -66,3 +111,220 @@ def load_models(models_dir: Path, names: tuple[str, ...], *, backend: str, backe
             log.exception("model %s failed to load", name)
     pool.loaded = True
     return pool
+
+
+# --------------------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class ModelRuntime:
+    """The loaded models wrapped for their tasks.
+
+    Attributes:
+        detectors: model name (``"xray"``, ``"document"``) -> detector.
+        embedder: the similarity model, or ``None``.
+        scorers: mark kind -> calibration and decision policy from the similarity model's card.
+        registry: the registered specimens, opened for the embedder's model version.
+        versions: model name -> version of every usable model.
+        problems: model name -> why it cannot be used (missing, failed to load, unusable card).
+    """
+
+    detectors: dict[str, YoloDetector] = field(default_factory=dict)
+    embedder: Embedder | None = None
+    scorers: dict[str, Scorer] = field(default_factory=dict)
+    registry: SpecimenRegistry | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def why_unavailable(self, name: str) -> str:
+        """A sentence saying why model ``name`` cannot serve requests."""
+        reason = self.problems.get(name, "it is not configured (see CV_REQUIRED_MODELS)")
+        return f"The {name!r} model is not available: {reason}"
+
+
+def build_runtime(pool: ModelPool, *, engine: Engine) -> ModelRuntime:
+    """Wrap the pool's backends for their tasks; failures are recorded, never raised.
+
+    Args:
+        pool: loaded models (see :func:`load_models`).
+        engine: database holding the specimen registry.
+
+    Returns:
+        The runtime; specimens embedded by another model version are re-embedded first.
+    """
+    runtime = ModelRuntime(problems=dict(pool.errors))
+    for name, model in pool.models.items():
+        try:
+            if name in DETECTORS:
+                if model.card.task != "detect":
+                    raise ModelCardError(f"it is a {model.card.task!r} model, not a detector")
+                runtime.detectors[name] = DETECTORS[name](backend=model.backend, spec=model.card.spec)
+            elif name == SIMILARITY_MODEL:
+                _attach_similarity(runtime, model, engine)
+            else:
+                continue
+            runtime.versions[name] = model.card.version
+        except Exception as e:  # a card that cannot serve its task must not stop the others
+            runtime.problems[name] = f"its card cannot serve: {e}"
+            log.warning("model %s cannot be used: %s", name, e)
+    return runtime
+
+
+def _attach_similarity(runtime: ModelRuntime, model: LoadedModel, engine: Engine) -> None:
+    if model.card.task != "embed":
+        raise ModelCardError(f"it is a {model.card.task!r} model, not an embedding model")
+    embedder = Embedder(backend=model.backend, spec=model.card.spec, batch_size=model.card.spec.max_batch)
+    scorers: dict[str, Scorer] = {}
+    for kind in KINDS:
+        try:
+            scorers[kind] = Scorer.from_metrics(model.card.metrics, kind)
+        except ScoringError as e:
+            log.warning("similarity model: %s; %s comparisons are unavailable", e, kind)
+    if not scorers:
+        raise ScoringError("the card's metrics hold no 'scoring' calibration for stamps or signatures")
+    registry = SpecimenRegistry(engine=engine, model_version=embedder.version)
+    if registry.stale_count:
+        log.info("re-embedding %d specimens for similarity model %s", registry.stale_count, embedder.version)
+        registry.reembed(embedder)
+    runtime.embedder, runtime.scorers, runtime.registry = embedder, scorers, registry
+
+
+# --------------------------------------------------------------------------------------- runners
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """One image's detections and its share of the batch's stage timings (milliseconds)."""
+
+    detections: Detections
+    timings_ms: dict[str, float]
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """Embeddings of one request's crops, ``(N, D)`` float32 unit rows, and its share of the call."""
+
+    embeddings: npt.NDArray[np.float32]
+    model_ms: float
+
+
+class ModelRunner(Protocol[T_contra, R_co]):
+    """What the pipeline awaits: one item in, its result out (batched or not behind the scenes)."""
+
+    name: str
+    stats: BatchStats
+
+    async def submit(self, item: T_contra) -> R_co:
+        """Queue ``item`` and wait for its result (raises :class:`~service.batching.OverloadedError`)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop accepting work; waiting callers get an error."""
+        ...
+
+
+class SerialRunner(Generic[T, R]):
+    """Runs each item alone, one at a time, in a worker thread (``CV_BATCHING=off``).
+
+    At most ``max_queue`` requests wait; more get :class:`~service.batching.OverloadedError`, as with
+    the batcher. A thread lock, not only the asyncio lock, guards the model: a request cancelled
+    while its call is running releases the asyncio lock, but the call itself runs on.
+    """
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_queue: int, name: str) -> None:
+        self._fn = fn
+        self.max_queue = max_queue
+        self.name = name
+        self.stats = BatchStats()
+        self._pending = 0
+        self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
+
+    async def submit(self, item: T) -> R:
+        """Run ``item`` alone once the model is free; 503-worthy error if too many are waiting."""
+        if self._pending > self.max_queue:
+            raise OverloadedError(f"the {self.name} model is busy ({self.max_queue} requests waiting)")
+        self._pending += 1
+        try:
+            async with self._lock:
+                self.stats.add(1)
+                return await asyncio.to_thread(self._call, item)
+        finally:
+            self._pending -= 1
+
+    def _call(self, item: T) -> R:
+        with self._thread_lock:
+            results = self._fn([item])
+        if len(results) != 1:
+            raise RuntimeError(f"{self.name}: model call returned {len(results)} results for 1 item")
+        return results[0]
+
+    async def stop(self) -> None:
+        """Nothing to stop: there is no worker task."""
+        return None
+
+
+def detector_fn(detector: YoloDetector) -> Callable[[list[npt.NDArray[np.uint8]]], list[DetectorResult]]:
+    """Batch function for a detector: ``(H, W, 3)`` uint8 RGB images -> one result per image."""
+
+    def run(images: list[npt.NDArray[np.uint8]]) -> list[DetectorResult]:
+        detections, timings = detector.detect_with_timings(images)
+        per_image = timings.per_image()
+        return [DetectorResult(d, dict(per_image), len(images)) for d in detections]
+
+    return run
+
+
+def embed_fn(embedder: Embedder) -> Callable[[list[tuple[npt.NDArray[np.uint8], ...]]], list[EmbedResult]]:
+    """Batch function for the embedder: each item is one request's crops; one model call for all."""
+
+    def run(items: list[tuple[npt.NDArray[np.uint8], ...]]) -> list[EmbedResult]:
+        flat = [crop for item in items for crop in item]
+        t0 = time.perf_counter()
+        vectors = embedder.embed(flat)
+        ms_per_crop = (time.perf_counter() - t0) * 1e3 / max(len(flat), 1)
+        out, start = [], 0
+        for item in items:
+            out.append(EmbedResult(vectors[start : start + len(item)], ms_per_crop * len(item)))
+            start += len(item)
+        return out
+
+    return run
+
+
+@dataclass
+class ModelRunners:
+    """The runner of every usable model; create with :func:`start_runners` inside the event loop."""
+
+    detectors: dict[str, ModelRunner[npt.NDArray[np.uint8], DetectorResult]] = field(default_factory=dict)
+    embedder: ModelRunner[tuple[npt.NDArray[np.uint8], ...], EmbedResult] | None = None
+
+    def all(self) -> list[ModelRunner[Any, Any]]:
+        """Every runner, detectors first."""
+        return [*self.detectors.values(), *([self.embedder] if self.embedder else [])]
+
+    async def stop(self) -> None:
+        """Stop every runner (on shutdown)."""
+        for runner in self.all():
+            await runner.stop()
+
+
+def start_runners(
+    runtime: ModelRuntime, *, batching: bool, max_batch: int, max_wait_ms: float, max_queue: int
+) -> ModelRunners:
+    """One runner per usable model; call from the running event loop (batchers start a task)."""
+
+    def make(fn: Callable[[list[Any]], Sequence[Any]], name: str) -> ModelRunner[Any, Any]:
+        if not batching:
+            return SerialRunner(fn, max_queue=max_queue, name=name)
+        batcher = MicroBatcher(fn, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, name=name)
+        batcher.start()
+        return batcher
+
+    runners = ModelRunners()
+    for name, detector in runtime.detectors.items():
+        runners.detectors[name] = make(detector_fn(detector), name)
+    if runtime.embedder is not None:
+        runners.embedder = make(embed_fn(runtime.embedder), SIMILARITY_MODEL)
+    return runners

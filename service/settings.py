@@ -42,8 +42,21 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads per model")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(default=100_000_000, ge=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="largest accepted image file, bytes")
+    max_pixels: int = Field(default=100_000_000, ge=1, description="largest accepted image, width x height")
+    # Micro-batching of model calls (service/batching.py). CV_BATCHING=off runs every request alone.
+    batching: bool = Field(default=True, description="gather concurrent requests into one model call")
+    max_batch: int = Field(default=8, ge=1, description="most requests in one model call")
+    max_wait_ms: float = Field(default=5.0, ge=0, description="how long a request may wait for company")
+    max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
+    decode_workers: int = Field(
+        default=2, ge=1, description="threads decoding uploads (each may hold up to max_pixels x 3 bytes)"
+    )
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After seconds sent with 503 answers")
+    report_image_max_side: int = Field(
+        default=2048, ge=64, description="stored report images are downscaled to this longest side"
+    )
+    match_top_k: int = Field(default=3, ge=1, le=50, description="specimens listed per stamp/signature")
 
     @field_validator("required_models", mode="before")
     @classmethod
