@@ -8,10 +8,11 @@
 set -euo pipefail
 dir=${CV_PG_TEST_DIR:-/tmp/customs-vision-pgtest}
 
+# The newest server install (a client-only install has psql but no initdb there).
 pgbin() {
-  local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$d" ] && echo "$d"
+  local f
+  f=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$f" ] && dirname "$f"
 }
 
 as_owner() {
