@@ -22,10 +22,7 @@ comes from its own ``SeedSequence`` and the parent writes the JSONL files in ite
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +32,7 @@ import numpy as np
 from detectors.synth.doc_raster import derive_rng
 from detectors.synth.doc_specimens import SPECIMEN_FORGERIES, SpecimenKind, owner_id, render_specimen
 from detectors.synth.documents import CLASS_NAMES, PageConfig, render_page
+from detectors.synth.parallel import map_jobs
 
 JPEG_QUALITY = 95
 
@@ -95,22 +93,6 @@ def _page_job(args: tuple[int, int, PageConfig, float, str]) -> list[dict[str, o
     ]
 
 
-def _run(jobs: Iterable[object], fn: object, workers: int) -> Iterator[object]:
-    if workers <= 1:
-        yield from map(fn, jobs)  # type: ignore[call-overload]
-        return
-    # "spawn", not fork: forking a process whose OpenCV thread pool is already running can
-    # deadlock the children.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=ctx) as pool:
-        yield from pool.map(fn, jobs, chunksize=4)  # type: ignore[arg-type]
-
-
-def _init_worker() -> None:
-    # One OpenCV thread per worker process: K workers should use K cores, not K x all cores.
-    cv2.setNumThreads(1)
-
-
 def _prepare(out: Path, marker: str, overwrite: bool) -> None:
     if out.exists() and (out / marker).exists() and not overwrite:
         raise DatasetExistsError(
@@ -157,8 +139,8 @@ def write_document_dataset(
     jobs = [(seed, i, cfg, val_fraction, str(root)) for i in range(count)]
     marks = stamps = forged = 0
     with (root / "metadata.jsonl").open("w", encoding="utf-8") as meta:
-        for records in _run(jobs, _page_job, workers):
-            for rec in records:  # type: ignore[attr-defined]
+        for records in map_jobs(_page_job, jobs, workers=workers):
+            for rec in records:
                 meta.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
                 marks += 1
                 stamps += rec["class_id"] == 0
@@ -240,7 +222,7 @@ def write_specimens(
         jobs += [(seed, kind, o, j, cycle[j % len(cycle)], dpi, population, str(root)) for j in range(forgeries)]
     n = 0
     with (root / "specimens.jsonl").open("w", encoding="utf-8") as meta:
-        for rec in _run(jobs, _specimen_job, workers):
+        for rec in map_jobs(_specimen_job, jobs, workers=workers):
             meta.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
             n += 1
     return n

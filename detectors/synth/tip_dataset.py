@@ -20,8 +20,6 @@ byte-identical whatever the number of worker processes.
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import shutil
 import time
 from collections import Counter
@@ -40,6 +38,7 @@ from detectors.datasets import (
     labels_to_ground_truth,
     read_yolo_labels,
 )
+from detectors.synth.parallel import map_jobs, write_jsonl
 from detectors.synth.tip import BackgroundObject, Palette, TipError, TipImage, TipSettings, project_threats
 from detectors.synth.tip_palette import calibrate_palette
 from detectors.synth.xray import scan_rng
@@ -244,11 +243,6 @@ def _run_job(job: _Job) -> list[dict[str, Any]]:
     return [_write_one(job, i, item, palette) for i, item in zip(job.indices, job.backgrounds, strict=True)]
 
 
-def _init_worker() -> None:
-    # Each process is one worker: OpenCV's own thread pool would only oversubscribe the cores.
-    cv2.setNumThreads(1)
-
-
 def write_tip_dataset(
     backgrounds_dir: str | Path,
     out: str | Path,
@@ -335,23 +329,11 @@ def write_tip_dataset(
         for start in range(0, count, _CHUNK)
     ]
     records: list[dict[str, Any]] = []
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            records.extend(_run_job(job))
-            if progress is not None:
-                progress(len(records), count)
-    else:
-        # spawn, not fork: forking a process whose OpenCV/BLAS thread pools are running can hang.
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-            for chunk in pool.imap(_run_job, jobs):
-                records.extend(chunk)
-                if progress is not None:
-                    progress(len(records), count)
-
-    with (root / "metadata.jsonl").open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
+    for chunk in map_jobs(_run_job, jobs, workers=workers):
+        records.extend(chunk)
+        if progress is not None:
+            progress(len(records), count)
+    write_jsonl(root / "metadata.jsonl", records)
     write_data_yaml(root)
 
     per_class: Counter[str] = Counter()

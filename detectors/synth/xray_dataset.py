@@ -14,8 +14,6 @@ the output is byte-identical whatever the number of worker processes.
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import shutil
 import time
 from collections import Counter
@@ -27,6 +25,7 @@ from typing import Any, Literal
 import cv2
 import yaml
 
+from detectors.synth.parallel import map_jobs, write_jsonl
 from detectors.synth.xray import DEFAULT_GREYSCALE_FRACTION, XRAY_CLASSES, Scan, generate_scan, parse_size
 
 ImageFormat = Literal["jpg", "png"]
@@ -142,11 +141,6 @@ def _run_job(job: _Job) -> list[dict[str, Any]]:
     return [_write_one(job, i) for i in job.indices]
 
 
-def _init_worker() -> None:
-    # Each process is one worker: OpenCV's own thread pool would only oversubscribe the cores.
-    cv2.setNumThreads(1)
-
-
 def _chunks(count: int, size: int) -> Iterator[tuple[int, ...]]:
     for start in range(0, count, size):
         yield tuple(range(start, min(count, start + size)))
@@ -233,23 +227,11 @@ def write_dataset(
         for idx in _chunks(count, _CHUNK)
     ]
     records: list[dict[str, Any]] = []
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            records.extend(_run_job(job))
-            if progress is not None:
-                progress(len(records), count)
-    else:
-        # spawn, not fork: forking a process whose OpenCV/BLAS thread pools are running can hang.
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-            for chunk in pool.imap(_run_job, jobs):
-                records.extend(chunk)
-                if progress is not None:
-                    progress(len(records), count)
-
-    with (root / "metadata.jsonl").open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
+    for chunk in map_jobs(_run_job, jobs, workers=workers):
+        records.extend(chunk)
+        if progress is not None:
+            progress(len(records), count)
+    write_jsonl(root / "metadata.jsonl", records)
     write_data_yaml(root)
 
     per_class: Counter[str] = Counter()
