@@ -8,10 +8,13 @@ scores the detections with :func:`vision.metrics.evaluate_detections`.
 Two kinds of data set:
 
 * a **synthetic** folder (``images/<split>``, ``labels/<split>``, optional ``metadata.jsonl``):
-  class-aware metrics, plus a breakdown by a per-object attribute (``concealment``: easy / hard /
-  hidden). The breakdown for level L evaluates the images that contain at least one level-L object,
-  with the other objects in them marked *ignored* (neither missed nor false alarms when found), the
-  way difficulty subsets are reported in the literature (PIDray's easy / hard / hidden).
+  class-aware metrics, plus breakdowns by per-object attributes of the metadata
+  (:data:`BREAKDOWNS`): X-ray sets by ``concealment`` (easy / hard / hidden), document sets by
+  hard-case flag (``stamp_over_signature``, ``faint``, ``partial``, ``greyscale_photocopy``,
+  ``fax``: whichever the data has) and by scan kind. The subset for a value V evaluates the images
+  that contain at least one object with V, with the other objects in them marked *ignored* (neither
+  missed nor false alarms when found), the way difficulty subsets are reported in the literature
+  (PIDray's easy / hard / hidden). Metadata records are matched to label rows by class and box.
 * the **real** X-ray scans' held-out ``test`` split (see :func:`detectors.datasets.real_split`):
   class-agnostic metrics, because the real labels are unnamed bladed-item ids all mapped to
   ``"knife"`` and a model boxing a real knife as ``scissors_blade`` still found it.
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shlex
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ from detectors.datasets import (
     read_yolo_labels,
     synthetic_split,
 )
+from vision.boxes import box_iou
 from vision.metrics import DetectionMetrics, GroundTruth, evaluate_detections
 from vision.modelcard import ModelCard
 from vision.types import Detections
@@ -49,6 +55,58 @@ log = logging.getLogger(__name__)
 AP_CONF_THRESHOLD = 0.001
 #: Confidence at which precision and recall are reported (the service's default reporting level).
 REPORT_CONF_THRESHOLD = 0.25
+#: A metadata object and a label row are the same object only if their boxes overlap this much
+#: (the label file rounds the box to six decimals of the image size, so the same box scores ~1).
+ALIGN_MIN_IOU = 0.9
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """One way to split a synthetic set's objects into subsets, read from its ``metadata.jsonl``.
+
+    Attributes:
+        name: the metrics block records it as ``by_<name>``.
+        field: the per-object metadata field it reads.
+        flags: ``field`` is a ``{name: bool}`` mapping and each name is a subset holding the
+            objects where it is true (an object can be in several, or in none); otherwise every
+            value of ``field`` is a subset, a JSON ``null`` included (``"None"``: in TIP sets the
+            real background objects, which have no concealment level).
+    """
+
+    name: str
+    field: str
+    flags: bool = False
+
+    def memberships(self, obj: Mapping[str, Any]) -> dict[str, bool]:
+        """The subsets ``obj`` could be in, each with whether it is; empty if it lacks the field."""
+        if self.field not in obj:
+            return {}
+        value = obj[self.field]
+        if self.flags:
+            return {str(k): bool(v) for k, v in value.items()} if isinstance(value, dict) else {}
+        return {str(value): True} if str(value) else {}
+
+
+#: The breakdowns :func:`evaluate_detector` records when a synthetic set's metadata has their field.
+BREAKDOWNS: tuple[Breakdown, ...] = (
+    Breakdown("concealment", "concealment"),
+    Breakdown("hard_case", "flags", flags=True),
+    Breakdown("scan", "scan"),
+)
+
+
+@dataclass(frozen=True)
+class ObjectMetadata:
+    """The per-object records of one split of a ``metadata.jsonl`` (see :func:`read_object_metadata`).
+
+    Attributes:
+        objects: image file name -> the records of its objects, in file order.
+        per_object: the file has one line per object, so an image without lines has no objects
+            (in the one-line-per-image layout a missing image is an error).
+    """
+
+    objects: dict[str, list[Mapping[str, Any]]]
+    per_object: bool
 
 
 def evaluate_command(
@@ -78,49 +136,133 @@ def evaluate_command(
     return shlex.join([*parts, *extra])
 
 
-def read_object_attributes(dataset_dir: Path, split: str, key: str) -> dict[str, list[tuple[int | None, str]]] | None:
-    """Per-object attribute values from a synthetic set's ``metadata.jsonl``.
+def read_object_metadata(dataset_dir: Path, split: str) -> ObjectMetadata | None:
+    """The per-object records of one split of a synthetic set's ``metadata.jsonl``.
 
-    Each line describes one image: ``{"file": ..., "split": ..., "objects": [{"class_id": ...,
-    key: ...}, ...]}``, objects in the order of the image's label file.
+    Two layouts are read (a file uses one):
+
+    * **one line per image** (X-ray and TIP sets): ``{"file": ..., "split": ..., "objects":
+      [{"class_id": ..., "box": [...], "concealment": ...}, ...]}``;
+    * **one line per object** (document sets): ``{"image": "images/<split>/<name>", "split": ...,
+      "class_id": ..., "box": [...], "flags": {...}, "scan": ..., ...}``; an image with no line has
+      no objects.
 
     Args:
         dataset_dir: the synthetic dataset folder.
-        split: only images of this split are returned.
-        key: the attribute, e.g. ``"concealment"``.
+        split: only objects of this split are returned (a line without ``split`` belongs to all).
 
     Returns:
-        image file name -> ``(class_id, value)`` of each object in label-file order (``class_id``
-        ``None`` if not recorded, ``value`` ``""`` for an object without ``key``); ``None`` if the
-        folder has no ``metadata.jsonl`` or no object carries ``key``.
+        The records, or ``None`` if the folder has no ``metadata.jsonl``.
 
     Raises:
-        DatasetError: a line is not JSON or lacks ``file`` / ``objects``.
+        DatasetError: a line is not a JSON object of either layout, the file mixes the layouts, or
+            one image has two lines in the per-image layout.
     """
     path = dataset_dir / "metadata.jsonl"
     if not path.is_file():
         return None
-    out: dict[str, list[tuple[int | None, str]]] = {}
-    seen_key = False
+    objects: dict[str, list[Mapping[str, Any]]] = {}
+    layouts: set[bool] = set()
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            name = Path(str(row["file"])).name
-            objects = row["objects"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DatasetError(f"{path}:{lineno}: expected a JSON object with 'file' and 'objects': {e}") from e
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}:{lineno}: not JSON: {e}") from e
+        per_object = isinstance(row, dict) and "image" in row and "objects" not in row
+        if not isinstance(row, dict) or not (per_object or ("file" in row and isinstance(row.get("objects"), list))):
+            raise DatasetError(
+                f"{path}:{lineno}: expected a JSON object with 'file' and an 'objects' list (one line per "
+                "image) or with 'image' (one line per object)"
+            )
+        layouts.add(per_object)
+        if len(layouts) > 1:
+            raise DatasetError(f"{path}:{lineno}: mixes one-line-per-image and one-line-per-object records")
         if row.get("split", split) != split:
             continue
-        values = []
-        for o in objects if isinstance(objects, list) else []:
-            o = o if isinstance(o, dict) else {}
-            class_id = o.get("class_id")
-            values.append((int(class_id) if class_id is not None else None, str(o.get(key, ""))))
-        seen_key |= any(v for _, v in values)
-        out[name] = values
-    return out if seen_key else None
+        name = Path(str(row["image" if per_object else "file"])).name
+        if per_object:
+            objects.setdefault(name, []).append(row)
+            continue
+        if name in objects:
+            raise DatasetError(f"{path}:{lineno}: {name} is listed twice")
+        if not all(isinstance(o, dict) for o in row["objects"]):
+            raise DatasetError(f"{path}:{lineno}: every entry of 'objects' must be a JSON object")
+        objects[name] = list(row["objects"])
+    return ObjectMetadata(objects=objects, per_object=layouts == {True})
+
+
+def _object_box_and_class(obj: Mapping[str, Any], name: str) -> tuple[list[float], int]:
+    """An object record's pixel box and class id (``-1`` when it records no class)."""
+    box: Any = obj.get("box")
+    class_id: Any = obj.get("class_id")
+    try:
+        values = [float(v) for v in box]
+        cls = -1 if class_id is None else int(class_id)
+    except (TypeError, ValueError):
+        values, cls = [], -1
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise DatasetError(
+            f"metadata.jsonl: an object of {name} needs a pixel box [x1, y1, x2, y2] and an integer class_id "
+            f"(got box {box!r}, class_id {class_id!r})"
+        )
+    return values, cls
+
+
+def align_objects(
+    items: Sequence[LabelledImage], ground_truths: Sequence[GroundTruth], metadata: ObjectMetadata
+) -> list[list[Mapping[str, Any]]]:
+    """Each image's metadata records in the order of its label-file rows, matched by class and box.
+
+    Matching does not assume the two files list objects in the same order: the pairs of a label
+    row and a record of the same class (or a record without ``class_id``) are taken greedily by
+    decreasing IoU, which is about 1 for the same object (the label file only rounds the box) and
+    ties keep the file order (two identical objects are interchangeable). Every row must find a
+    record with IoU >= :data:`ALIGN_MIN_IOU`.
+
+    Raises:
+        DatasetError: an image is missing from the metadata, its objects' count differs from its
+            label file's rows, an object has no box, or a row has no matching object (the
+            breakdown would otherwise be silently wrong).
+    """
+    aligned: list[list[Mapping[str, Any]]] = []
+    for item, gt in zip(items, ground_truths, strict=True):
+        name = item.image.name
+        objs = metadata.objects.get(name, [] if metadata.per_object else None)
+        if objs is None:
+            raise DatasetError(f"{name} is not in metadata.jsonl")
+        if len(objs) != len(gt):
+            raise DatasetError(
+                f"metadata.jsonl lists {len(objs)} objects of {name} but its label file has {len(gt)} rows: "
+                "they do not match"
+            )
+        if not objs:
+            aligned.append([])
+            continue
+        parsed = [_object_box_and_class(o, name) for o in objs]
+        boxes = np.array([b for b, _ in parsed], np.float64)
+        classes = np.array([c for _, c in parsed], np.int64)
+        same_class = (classes[None, :] == -1) | (classes[None, :] == gt.class_id[:, None])
+        score = np.where(same_class, box_iou(gt.xyxy.astype(np.float64), boxes), -1.0)
+        partner = np.full(len(gt), -1)
+        taken = np.zeros(len(objs), bool)
+        for flat in np.argsort(-score, axis=None, kind="stable"):
+            row, col = divmod(int(flat), len(objs))
+            if score[row, col] < ALIGN_MIN_IOU:
+                break
+            if partner[row] < 0 and not taken[col]:
+                partner[row], taken[col] = col, True
+        missing = np.flatnonzero(partner < 0)
+        if missing.size:
+            row = int(missing[0])
+            raise DatasetError(
+                f"label row {row + 1} of {name} (class {int(gt.class_id[row])}, box "
+                f"{np.round(gt.xyxy[row], 1).tolist()}) has no metadata.jsonl object of its class with IoU >= "
+                f"{ALIGN_MIN_IOU}: the metadata and labels do not match"
+            )
+        aligned.append([objs[int(col)] for col in partner])
+    return aligned
 
 
 def _chunks(items: Sequence[LabelledImage], size: int) -> Iterator[Sequence[LabelledImage]]:
@@ -133,57 +275,94 @@ def _summary(m: DetectionMetrics) -> dict[str, Any]:
     return {k: full[k] for k in ("map50", "map50_95", "precision", "recall", "num_gt", "num_images")}
 
 
-def _breakdown(
+def breakdown_metrics(
     predictions: Sequence[Detections],
     ground_truths: Sequence[GroundTruth],
-    values: Sequence[Sequence[str]],
+    objects: Sequence[Sequence[Mapping[str, Any]]],
+    breakdown: Breakdown,
     *,
     class_names: Sequence[str],
 ) -> dict[str, Any]:
-    """Metrics per attribute level; see the module docstring for the rule."""
-    levels = sorted({v for per_image in values for v in per_image if v})
+    """Metrics per subset of one breakdown; see the module docstring for the rule.
+
+    Args:
+        predictions: per image, the detections (at the AP confidence threshold).
+        ground_truths: per image, the labelled objects.
+        objects: per image, the metadata record of each label row (from :func:`align_objects`).
+        breakdown: how records map to subsets.
+        class_names: the model's classes.
+
+    Returns:
+        Subset name -> ``map50``, ``map50_95``, ``precision``, ``recall`` (at 0.25), ``num_gt``,
+        ``num_images``, sorted by name. A subset the data names but no evaluated object belongs
+        to (a flag that is never true) has ``num_gt`` 0 and ``None`` metrics.
+    """
+    member = [[breakdown.memberships(o) for o in per_image] for per_image in objects]
+    subsets = sorted({s for per_image in member for m in per_image for s in m})
     out: dict[str, Any] = {}
-    for level in levels:
+    for subset in subsets:
         preds, gts = [], []
-        for pred, gt, per_image in zip(predictions, ground_truths, values, strict=True):
-            mask = np.array([v == level for v in per_image], bool)
+        for pred, gt, per_image in zip(predictions, ground_truths, member, strict=True):
+            mask = np.array([m.get(subset, False) for m in per_image], bool)
             if mask.any():
                 preds.append(pred)
                 gts.append(gt.only(mask))
-        out[level] = _summary(
+        out[subset] = _summary(
             evaluate_detections(preds, gts, class_names=class_names, conf_threshold=REPORT_CONF_THRESHOLD)
         )
     return out
 
 
-def _align_attributes(
+def synthetic_breakdowns(
+    dataset_dir: Path,
+    split: str,
     items: Sequence[LabelledImage],
+    predictions: Sequence[Detections],
     ground_truths: Sequence[GroundTruth],
-    attributes: Mapping[str, list[tuple[int | None, str]]],
-) -> list[list[str]]:
-    """Each image's per-object attribute values, checked against its label file's classes.
+    *,
+    class_names: Sequence[str],
+    breakdowns: Sequence[Breakdown] = BREAKDOWNS,
+) -> dict[str, Any]:
+    """The breakdown blocks a synthetic set's ``metadata.jsonl`` supports, keyed ``by_<name>``.
 
-    Raises:
-        DatasetError: an image is missing from the metadata, or its objects' count or classes
-            disagree with the label file (the breakdown would otherwise be silently wrong).
+    A breakdown applies when some object of the split carries its field. The headline numbers are
+    valid without the breakdowns, so metadata that cannot be used never raises: an unreadable file
+    gives ``{"breakdown_error": message}``, and metadata that does not match the labels gives
+    ``{"error": message}`` in place of each applicable breakdown.
+
+    Args:
+        dataset_dir: the synthetic dataset folder.
+        split: the evaluated split.
+        items: the evaluated images.
+        predictions: per image, the detections.
+        ground_truths: per image, the labelled objects (in label-file order).
+        class_names: the model's classes.
+        breakdowns: the breakdowns to look for.
+
+    Returns:
+        ``{"by_<name>": {subset: metrics}}`` per applicable breakdown (see
+        :func:`breakdown_metrics`); empty without ``metadata.jsonl``.
     """
-    values = []
-    for item, gt in zip(items, ground_truths, strict=True):
-        per_image = attributes.get(item.image.name)
-        labelled = gt.class_id.tolist()
-        found = None if per_image is None else [c for c, _ in per_image]
-        if (
-            per_image is None
-            or found is None
-            or len(found) != len(labelled)
-            or any(c is not None and c != k for c, k in zip(found, labelled, strict=True))
-        ):
-            raise DatasetError(
-                f"metadata.jsonl objects {found} of {item.image.name} do not match its label file's "
-                f"classes {labelled} (same order expected)"
-            )
-        values.append([v for _, v in per_image])
-    return values
+    try:
+        metadata = read_object_metadata(dataset_dir, split)
+    except DatasetError as e:
+        log.warning("no breakdowns: %s", e)
+        return {"breakdown_error": str(e)}
+    if metadata is None:
+        return {}
+    records = [o for objs in metadata.objects.values() for o in objs]
+    applicable = [b for b in breakdowns if any(b.memberships(o) for o in records)]
+    if not applicable:
+        return {}
+    try:
+        objects = align_objects(items, ground_truths, metadata)
+    except DatasetError as e:
+        log.warning("no %s breakdown: %s", ", ".join(b.name for b in applicable), e)
+        return {f"by_{b.name}": {"error": str(e)} for b in applicable}
+    return {
+        f"by_{b.name}": breakdown_metrics(predictions, ground_truths, objects, b, class_names=class_names)
+        for b in applicable
+    }
 
 
 def evaluate_detector(
@@ -196,7 +375,7 @@ def evaluate_detector(
     backend_kwargs: Mapping[str, Any] | None = None,
     batch_size: int = 8,
     limit: int | None = None,
-    breakdown_key: str = "concealment",
+    breakdowns: Sequence[Breakdown] = BREAKDOWNS,
     command: str = "",
 ) -> dict[str, Any]:
     """Measure the model of a card on a labelled set and return a metrics block for the card.
@@ -210,14 +389,15 @@ def evaluate_detector(
         backend_kwargs: backend arguments (e.g. ``{"threads": 2}``).
         batch_size: images per detector call.
         limit: evaluate only the first ``limit`` images (by file name), for quick checks.
-        breakdown_key: per-object attribute of a synthetic set's ``metadata.jsonl`` to break the
-            metrics down by; ignored when absent.
+        breakdowns: per-object attributes of a synthetic set's ``metadata.jsonl`` to break the
+            metrics down by; those the metadata lacks are left out.
         command: the command line that reproduces this block, recorded in it.
 
     Returns:
         A JSON-ready block: ``map50``, ``map50_95``, ``precision``, ``recall`` (micro, at 0.25),
         ``per_class``, counts, the data set, the detector settings, ``command``, ``model_sha256``,
-        and for synthetic sets ``by_<breakdown_key>`` when available.
+        and for synthetic sets the applicable breakdowns (:func:`synthetic_breakdowns`), e.g.
+        ``by_concealment`` for X-ray sets, ``by_hard_case`` and ``by_scan`` for document sets.
 
     Raises:
         ModelCardError: the card or its model file is missing, malformed or changed.
@@ -294,15 +474,17 @@ def evaluate_detector(
         "command": command,
     }
     if not real:
-        try:
-            attributes = read_object_attributes(Path(dataset), split, breakdown_key)
-            if attributes is not None:
-                values = _align_attributes(items, ground_truths, attributes)
-                block[f"by_{breakdown_key}"] = _breakdown(predictions, ground_truths, values, class_names=class_names)
-        except DatasetError as e:
-            # The headline numbers are valid without the breakdown; say why it is missing.
-            log.warning("no %s breakdown: %s", breakdown_key, e)
-            block[f"by_{breakdown_key}"] = {"error": str(e)}
+        block.update(
+            synthetic_breakdowns(
+                Path(dataset),
+                split,
+                items,
+                predictions,
+                ground_truths,
+                class_names=class_names,
+                breakdowns=breakdowns,
+            )
+        )
     return block
 
 

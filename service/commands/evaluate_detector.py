@@ -23,9 +23,11 @@ def register(groups: CommandGroups) -> None:
             description=f"Run the {task} detector of a model card over a labelled set through the serving "
             "pipeline and report COCO-style mAP50 / mAP50-95 and precision/recall at confidence 0.25"
             + (
-                "; 'real' means the real scans' held-out test split, scored class-agnostically."
+                "; 'real' means the real scans' held-out test split, scored class-agnostically. A synthetic "
+                "set is also broken down by concealment level."
                 if task == "xray"
-                else "."
+                else ", overall and broken down by hard case (stamp over signature, faint, partial, greyscale "
+                "photocopy, fax) and by scan kind, as the set's metadata.jsonl records them."
             ),
         )
         p.add_argument("--model", default=f"models/{task}.json", help=f"model card (default models/{task}.json)")
@@ -115,13 +117,16 @@ def _print_block(block: dict[str, Any]) -> None:
             f"{name:<16}{_num(row['ap50']):>8}{_num(row['ap50_95']):>9}{_num(row['precision']):>8}"
             f"{_num(row['recall']):>8}{row['num_gt']:>9}"
         )
+    if "breakdown_error" in block:
+        print(f"breakdowns: not available ({block['breakdown_error']})")
     for key, value in block.items():
         if key.startswith("by_") and isinstance(value, dict):
             if "error" in value:
                 print(f"{key}: not available ({value['error']})")
                 continue
+            width = max([8, *(len(level) for level in value)])
             for level, row in value.items():
                 print(
-                    f"{key[3:]} = {level:<8} mAP50 {_num(row['map50'])}  mAP50-95 {_num(row['map50_95'])}  "
+                    f"{key[3:]} = {level:<{width}} mAP50 {_num(row['map50'])}  mAP50-95 {_num(row['map50_95'])}  "
                     f"recall {_num(row['recall'])}  ({row['num_gt']} objects in {row['num_images']} images)"
                 )
