@@ -33,7 +33,7 @@ from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.models import ModelPool, build_runtime, load_models
 from service.pipeline import InspectionPipeline
 from service.records import RecordStore
-from service.routes import compare, documents, health, metrics, reports, specimens, ui, xray
+from service.routes import compare, documents, health, metrics, reports, specimens, ui, whoami, xray
 from service.settings import Settings
 from service.uploads import FORM_OVERHEAD_BYTES, ImageDecoder, UploadGuardMiddleware
 
@@ -81,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.settings = s
         state.engine = engine
         state.store = RecordStore(
-            engine=engine, keys=AuditKeys.in_dir(s.data_dir), image_max_side=s.report_image_max_side
+            engine=engine,
+            keys=AuditKeys.in_dir(s.data_dir),
+            image_max_side=s.report_image_max_side,
+            decode_slots=s.decode_workers,
         )
         state.decoder = ImageDecoder(max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, workers=s.decode_workers)
         state.models = ModelPool()  # not loaded yet: /readyz says so while loading
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    routers = [m.router for m in (health, metrics, xray, documents, specimens, compare, reports, ui)]
+    routers = [m.router for m in (health, metrics, whoami, xray, documents, specimens, compare, reports, ui)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(UploadGuardMiddleware, limit_of=_body_limit, authenticate=authenticate_scope)

@@ -117,6 +117,8 @@ def require_role(role: Role) -> object:
     return Depends(check)
 
 
+#: Any valid key, whatever its role (401 without one).
+AnyKey = Annotated[Principal, Depends(get_principal)]
 ScannerKey = Annotated[Principal, require_role("scanner")]
 ClerkKey = Annotated[Principal, require_role("clerk")]
 AdminKey = Annotated[Principal, require_role("admin")]

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +55,19 @@ T_contra = TypeVar("T_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
 
 
+@runtime_checkable
+class ReadinessProbe(Protocol):
+    """A backend whose model lives elsewhere (a Triton server) and can be asked whether it is up.
+
+    Local backends load their model once and stay ready; a remote one can go away and come back
+    while the service runs, so ``/readyz`` asks it on every probe.
+    """
+
+    def check_ready(self) -> None:
+        """Return if the model can serve now; raise :class:`~vision.runtime.base.BackendUnavailable` if not."""
+        ...
+
+
 @dataclass
 class LoadedModel:
     """One loaded model: its verified card, ONNX path and backend."""
@@ -81,6 +94,22 @@ class ModelPool:
         if not self.loaded:
             return {name: "still loading" for name in required}
         return {name: self.errors.get(name, "not loaded") for name in required if name not in self.models}
+
+    def unreachable(self, names: tuple[str, ...]) -> dict[str, str]:
+        """Loaded model name -> why its remote backend cannot serve right now (probed now, blocking).
+
+        Only backends that implement :class:`ReadinessProbe` are asked; the others are always up.
+        """
+        out: dict[str, str] = {}
+        for name in names:
+            model = self.models.get(name)
+            if model is None or not isinstance(model.backend, ReadinessProbe):
+                continue
+            try:
+                model.backend.check_ready()
+            except BackendError as e:
+                out[name] = f"the inference backend is unavailable: {e}"
+        return out
 
     def close(self) -> None:
         """Release every backend."""

@@ -51,12 +51,14 @@ class Inspection:
     Attributes:
         report: the core report (id = the record's id).
         record: the decoded image, ``record.source`` with ``sha256`` and the original size.
+        upload: the uploaded file as received (``sha256`` is its digest); stored as is.
         matches: API-level match details, in ``report.matches`` order.
         claimed_owners: owners the request named, normalised.
     """
 
     report: InspectionReport
     record: ImageRecord
+    upload: bytes
     matches: tuple[SpecimenMatch, ...] = ()
     claimed_owners: tuple[str, ...] = ()
 
@@ -185,7 +187,7 @@ class InspectionPipeline:
             models=self._versions("xray"),
             timings_ms=_rounded(timings),
         )
-        return Inspection(report=report, record=record)
+        return Inspection(report=report, record=record, upload=data)
 
     async def inspect_document(
         self, data: bytes, *, owners: Sequence[str] | None = None, filename: str | None = None
@@ -228,7 +230,7 @@ class InspectionPipeline:
             models=self._versions("document", SIMILARITY_MODEL),
             timings_ms=_rounded(timings),
         )
-        return Inspection(report=report, record=record, matches=tuple(matches), claimed_owners=claimed)
+        return Inspection(report=report, record=record, upload=data, matches=tuple(matches), claimed_owners=claimed)
 
     # ------------------------------------------------------------------------ crops (similarity)
 

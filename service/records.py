@@ -10,11 +10,14 @@ ordered to keep the audit trail complete instead:
 * delete: the audit entry is written first, then the specimen deleted, so no deletion goes
   unrecorded (if the delete then fails the entry records an attempt, which the error reply shows).
 
-Stored images: each report keeps the inspected image as PNG, downscaled (area interpolation) so
-its longest side is at most ``CV_REPORT_IMAGE_MAX_SIDE`` (2048 by default: a 4-megapixel RGB PNG,
-enough to review any box an officer acts on, without storing 100-megapixel originals). Boxes stay
-in original pixels in the JSON; ``annotated.png`` scales them onto the stored image. The original's
-sha256 is in the report and in the audit entry.
+Stored images: each report keeps the uploaded file exactly as received, in ``uploaded_images``
+keyed by its sha256 (the digest in the report and in the audit entry, so the stored file can be
+checked against both; a file sent twice is stored once). Nothing is re-encoded on the request
+path: encoding a PNG cost more than decoding and inference together. The PNG a clerk sees is made
+when it is asked for (``image.png``, ``annotated.png``): the original decoded again and downscaled
+(area interpolation) to the report's ``stored_width`` x ``stored_height``, whose longest side is at
+most ``CV_REPORT_IMAGE_MAX_SIDE`` (2048 by default, enough to review any box an officer acts on).
+Boxes stay in original pixels in the JSON; ``annotated.png`` scales them onto that image.
 
 All methods are ``async`` and do their blocking work in a worker thread.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +41,7 @@ from sqlalchemy.orm import Session
 from detectors.annotate import annotate
 from service import audit
 from service.audit import AuditKeys
-from service.db import AuditEntry, StoredReport, utcnow
+from service.db import AuditEntry, StoredImage, StoredReport, utcnow
 from service.errors import NotFoundError
 from service.matching import Comparison, SpecimenMatcher
 from service.pipeline import EmbeddedCrop, Inspection
@@ -53,13 +57,19 @@ log = logging.getLogger(__name__)
 _AUDIT_LOCK = audit._lock
 
 
-def downscale(pixels: npt.NDArray[np.uint8], max_side: int) -> npt.NDArray[np.uint8]:
-    """``(H, W, 3)`` uint8 resized (area) so that ``max(H, W) <= max_side``; unchanged if it fits."""
-    h, w = pixels.shape[:2]
-    if max(h, w) <= max_side:
+def stored_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` of the image shown with a report: scaled so the longest side is at most
+    ``max_side``, unchanged if it fits."""
+    if max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(round(width * scale), 1), max(round(height * scale), 1)
+
+
+def _resized(pixels: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """``(H, W, 3)`` uint8 resized (area) to ``size = (width, height)``; unchanged if it has that size."""
+    if (pixels.shape[1], pixels.shape[0]) == size:
         return pixels
-    scale = max_side / max(h, w)
-    size = (max(round(w * scale), 1), max(round(h * scale), 1))
     return np.ascontiguousarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
 
 
@@ -69,13 +79,17 @@ class RecordStore:
     Args:
         engine: the service database.
         keys: the audit chain's secret and head file.
-        image_max_side: longest side of stored report images, pixels.
+        image_max_side: longest side of the image shown with a report (``image.png``,
+            ``annotated.png``), pixels.
+        decode_slots: stored uploads decoded at once for those images; each may hold up to
+            ``CV_MAX_PIXELS`` x 3 bytes, as on the upload path (``CV_DECODE_WORKERS``).
     """
 
-    def __init__(self, *, engine: Engine, keys: AuditKeys, image_max_side: int = 2048) -> None:
+    def __init__(self, *, engine: Engine, keys: AuditKeys, image_max_side: int = 2048, decode_slots: int = 2) -> None:
         self.engine = engine
         self.keys = keys
         self.image_max_side = image_max_side
+        self._decode_slots = threading.BoundedSemaphore(decode_slots)
 
     # ---------------------------------------------------------------------------- reports
 
@@ -85,8 +99,7 @@ class RecordStore:
 
     def _save_inspection(self, inspection: Inspection, actor: str) -> ReportOut:
         report, record = inspection.report, inspection.record
-        stored = downscale(record.pixels, self.image_max_side)
-        png = encode_png(stored)
+        stored_width, stored_height = stored_size(record.width, record.height, self.image_max_side)
         sha256 = str(record.source["sha256"])
         body = ReportOut(
             id=report.record_id,
@@ -103,8 +116,8 @@ class RecordStore:
                 height=record.height,
                 sha256=sha256,
                 format=str(record.source.get("format", "")),
-                stored_width=int(stored.shape[1]),
-                stored_height=int(stored.shape[0]),
+                stored_width=stored_width,
+                stored_height=stored_height,
             ),
             annotated_url=f"/v1/reports/{report.record_id}/annotated.png",
         )
@@ -126,46 +139,63 @@ class RecordStore:
                 for m in body.matches
             ]  # fmt: skip
 
-        def rows() -> list[object]:
-            return [
-                StoredReport(
-                    id=body.id,
-                    modality=body.modality,
-                    created_at=body.created_at,
-                    actor=actor,
-                    image_sha256=sha256,
-                    report_json=body.model_dump_json(),
-                    image_png=png,
-                )
-            ]
+        report_json = body.model_dump_json()
+
+        def rows(session: Session) -> list[object]:
+            report_row = StoredReport(
+                id=body.id,
+                modality=body.modality,
+                created_at=body.created_at,
+                actor=actor,
+                image_sha256=sha256,
+                report_json=report_json,
+            )
+            # Only the key is read: an upload sent before is not loaded, nor stored again.
+            if session.scalar(select(StoredImage.sha256).where(StoredImage.sha256 == sha256)) is not None:
+                return [report_row]
+            return [StoredImage(sha256=sha256, data=inspection.upload), report_row]
 
         self._commit(rows, actor=actor, action=f"{body.modality}.inspect", payload=payload)
         return body
 
     async def report_json(self, report_id: str) -> str:
         """The stored report body, exactly as it was returned by the inspection."""
-        return await asyncio.to_thread(lambda: self._row(report_id).report_json)
+        return await asyncio.to_thread(self._report_json, report_id)
 
     async def image_png(self, report_id: str) -> bytes:
-        """The stored (possibly downscaled) inspected image."""
-        return await asyncio.to_thread(lambda: self._row(report_id).image_png)
+        """The inspected image as PNG, at the report's stored size (possibly downscaled)."""
+        return await asyncio.to_thread(lambda: encode_png(self._stored_image(report_id)[1]))
 
     async def annotated_png(self, report_id: str) -> bytes:
         """The stored image with boxes, labels, confidences and best similarity per mark drawn."""
         return await asyncio.to_thread(self._annotated, report_id)
 
-    def _row(self, report_id: str) -> StoredReport:
+    def _report_json(self, report_id: str) -> str:
         with Session(self.engine) as s:
-            row = s.scalar(select(StoredReport).where(StoredReport.id == report_id))
-        if row is None:
+            found = s.scalar(select(StoredReport.report_json).where(StoredReport.id == report_id))
+        if found is None:
             raise NotFoundError(f"No report has id {report_id!r}.", code="unknown_report")
-        return row
+        return found
+
+    def _stored_image(self, report_id: str) -> tuple[ReportOut, npt.NDArray[np.uint8]]:
+        """The report and its uploaded image decoded again, at ``stored_width`` x ``stored_height``."""
+        with Session(self.engine) as s:
+            found = s.execute(
+                select(StoredReport.report_json, StoredImage.data)
+                .join(StoredImage, StoredImage.sha256 == StoredReport.image_sha256)
+                .where(StoredReport.id == report_id)
+            ).one_or_none()
+        if found is None:
+            raise NotFoundError(f"No report has id {report_id!r}.", code="unknown_report")
+        body = ReportOut.model_validate_json(found.report_json)
+        image = body.image
+        # The file passed the upload limits when it was inspected; the limits here are its own.
+        with self._decode_slots:
+            pixels = decode_image(found.data, max_bytes=len(found.data), max_pixels=image.width * image.height)
+            return body, _resized(pixels, (image.stored_width, image.stored_height))
 
     def _annotated(self, report_id: str) -> bytes:
-        row = self._row(report_id)
-        body = ReportOut.model_validate_json(row.report_json)
-        side = max(self.image_max_side, body.image.stored_width, body.image.stored_height)
-        pixels = decode_image(row.image_png, max_pixels=side * side)
+        body, pixels = self._stored_image(report_id)
         sx = pixels.shape[1] / body.image.width
         sy = pixels.shape[0] / body.image.height
         detections = _detections_of(body, scale=(sx, sy))
@@ -200,7 +230,7 @@ class RecordStore:
             "threshold": comparison.threshold,
             "specimens_compared": len(comparison.per_specimen),
         }
-        await asyncio.to_thread(self._commit, list, actor=actor, action="compare", payload=payload)
+        await asyncio.to_thread(self._commit, _no_rows, actor=actor, action="compare", payload=payload)
 
     # --------------------------------------------------------------------------- specimens
 
@@ -230,7 +260,7 @@ class RecordStore:
                 "models": models,
             }
             try:
-                self._commit(list, actor=actor, action="specimen.create", payload=payload)
+                self._commit(_no_rows, actor=actor, action="specimen.create", payload=payload)
             except Exception:
                 log.error("audit entry for new specimen %s failed; removing the specimen", info.id)
                 matcher.delete(info.id)
@@ -245,7 +275,7 @@ class RecordStore:
         def work() -> None:
             info = matcher.get(specimen_id)
             payload = {"specimen_id": info.id, "kind": info.kind, "owner": info.owner, "label": info.label}
-            self._commit(list, actor=actor, action="specimen.delete", payload=payload)
+            self._commit(_no_rows, actor=actor, action="specimen.delete", payload=payload)
             with contextlib.suppress(NotFoundError):  # deleted concurrently: gone, as the entry says
                 matcher.delete(specimen_id)
 
@@ -254,14 +284,20 @@ class RecordStore:
     # ----------------------------------------------------------------------------- internals
 
     def _commit(
-        self, rows: Callable[[], list[object]], *, actor: str, action: str, payload: dict[str, Any], retries: int = 5
+        self,
+        rows: Callable[[Session], list[object]],
+        *,
+        actor: str,
+        action: str,
+        payload: dict[str, Any],
+        retries: int = 5,
     ) -> AuditEntry:
-        """Add ``rows()`` and one audit entry in a single transaction (retried if another process
-        took the same sequence number), then advance the head file."""
+        """Add ``rows(session)`` and one audit entry in a single transaction (retried if another
+        process took the same sequence number or stored the same upload), then advance the head file."""
         with _AUDIT_LOCK:
             for _ in range(retries):
                 with Session(self.engine, expire_on_commit=False) as session:
-                    session.add_all(rows())
+                    session.add_all(rows(session))
                     entry = audit.append(session, self.keys, actor=actor, action=action, payload=payload)
                     try:
                         session.commit()
@@ -271,6 +307,11 @@ class RecordStore:
                 self.keys.write_head(entry.seq, entry.entry_hash)
                 return entry
         raise RuntimeError("could not append to the audit log: too much contention")
+
+
+def _no_rows(_session: Session) -> list[object]:
+    """For :meth:`RecordStore._commit` when the audit entry is all there is to write."""
+    return []
 
 
 def _detections_of(body: ReportOut, *, scale: tuple[float, float]) -> Detections:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from service.matching import Comparison, SpecimenMatch, SpecimenScore
+from service.security import Role
 from similarity.registry import SpecimenInfo
 from vision.types import Detections, Modality, RiskLevel, Verdict
 
@@ -35,6 +36,13 @@ class ErrorOut(BaseModel):
 
     error: str = Field(description="machine-readable reason, e.g. 'unsupported_format'")
     detail: str = Field(description="what went wrong, in a sentence")
+
+
+class WhoAmIOut(BaseModel):
+    """The key a request was made with: the name the audit log records, and its role."""
+
+    name: str = Field(description="the key's name, as recorded in the audit log")
+    role: Role = Field(description="scanner (inspect), clerk (also compare and read), admin (also register)")
 
 
 class DetectionOut(BaseModel):
@@ -218,5 +226,6 @@ _UNAVAILABLE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 UPLOAD_ROUTE_ERRORS = {**_AUTH_ERRORS, **_UPLOAD_ERRORS, **_NOT_FOUND_ERRORS, **_UNAVAILABLE_ERRORS}
+KEY_ROUTE_ERRORS: dict[int | str, dict[str, Any]] = {401: _AUTH_ERRORS[401]}
 READ_ROUTE_ERRORS = {**_AUTH_ERRORS, **_NOT_FOUND_ERRORS, **_UNAVAILABLE_ERRORS}
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "PNG image"}}

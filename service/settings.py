@@ -50,11 +50,13 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(default=5.0, ge=0, description="how long a request may wait for company")
     max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
     decode_workers: int = Field(
-        default=2, ge=1, description="threads decoding uploads (each may hold up to max_pixels x 3 bytes)"
+        default=2,
+        ge=1,
+        description="threads decoding uploads, also stored uploads for report images (each holds <= max_pixels x 3 B)",
     )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After seconds sent with 503 answers")
     report_image_max_side: int = Field(
-        default=2048, ge=64, description="stored report images are downscaled to this longest side"
+        default=2048, ge=64, description="report images (image.png, annotated.png) are downscaled to this longest side"
     )
     match_top_k: int = Field(default=3, ge=1, le=50, description="specimens listed per stamp/signature")
 

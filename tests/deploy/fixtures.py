@@ -8,17 +8,20 @@
   exported with the project's own exporter.
 
 Both write ``<dir>/<name>.onnx`` and ``<dir>/<name>.json`` (a card whose sha256 matches), so they
-load through ``from_card`` exactly like the shipped models.
+load through ``from_card`` exactly like the shipped models. :func:`make_service_models` names them
+the way the service loads them (``xray``, ``similarity``), with the cards the service needs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from detectors.xray import XRAY_CLASSES
 from vision.modelcard import ModelCard, sha256_file
 from vision.types import ModelSpec
 
@@ -53,7 +56,18 @@ class TinyYolo(nn.Module):
         return torch.cat([xy, wh, scores], dim=1)
 
 
-def _write_card(model_path: Path, spec: ModelSpec, task: str) -> Path:
+#: Similarity calibration for :func:`make_service_models`: ``percent = 100 * sigmoid(4 * cos - 2)``, gentle
+#: enough that the tiny embedder's cosines (mostly high) land between 0 and 100 rather than at 100.
+SERVICE_SCORING: dict[str, Any] = {
+    kind: {
+        "calibration": {"method": "platt", "slope": 4.0, "intercept": -2.0, "prior": 0.5},
+        "decision": {"threshold": 50.0, "band": 5.0, "basis": "test"},
+    }
+    for kind in ("stamp", "signature")
+}
+
+
+def _write_card(model_path: Path, spec: ModelSpec, task: str, metrics: dict[str, Any] | None = None) -> Path:
     card = ModelCard(
         name=spec.name,
         version=spec.version,
@@ -62,23 +76,31 @@ def _write_card(model_path: Path, spec: ModelSpec, task: str) -> Path:
         sha256=sha256_file(model_path),
         spec=spec,
         notes="tiny seeded test model",
+        metrics=metrics or {},
     )
     card_path = model_path.with_suffix(".json")
     card.save(card_path)
     return card_path
 
 
-def make_tiny_detector(out_dir: Path, *, name: str = "tiny_detector", size: int = 64, seed: int = 0) -> Path:
+def make_tiny_detector(
+    out_dir: Path,
+    *,
+    name: str = "tiny_detector",
+    size: int = 64,
+    seed: int = 0,
+    class_names: tuple[str, ...] = DETECTOR_CLASSES,
+) -> Path:
     """Write a tiny detector and its card; returns the card path."""
     torch.manual_seed(seed)
-    model = TinyYolo(size, len(DETECTOR_CLASSES)).eval()
+    model = TinyYolo(size, len(class_names)).eval()
     spec = ModelSpec(
         name=name,
         version="2026.11.22-test",
         input_size=(size, size),
         input_name="images",
         output_names=("output0",),
-        class_names=DETECTOR_CLASSES,
+        class_names=class_names,
         max_batch=8,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,8 +118,10 @@ def make_tiny_detector(out_dir: Path, *, name: str = "tiny_detector", size: int 
     return _write_card(path, spec, "detect")
 
 
-def make_tiny_embedder(out_dir: Path, *, name: str = "tiny_embedder", seed: int = 0) -> Path:
-    """Write a tiny embedding network and its card; returns the card path."""
+def make_tiny_embedder(
+    out_dir: Path, *, name: str = "tiny_embedder", seed: int = 0, metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write a tiny embedding network and its card (with ``metrics``, e.g. a calibration); returns the card path."""
     from similarity.model import EmbeddingNet, export_onnx
 
     torch.manual_seed(seed)
@@ -116,7 +140,23 @@ def make_tiny_embedder(out_dir: Path, *, name: str = "tiny_embedder", seed: int 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.onnx"
     export_onnx(model, path, spec)
-    return _write_card(path, spec, "embed")
+    return _write_card(path, spec, "embed", metrics)
+
+
+def make_service_models(out_dir: Path) -> dict[str, Path]:
+    """The tiny models as the service loads them: ``xray`` and ``similarity`` cards in ``out_dir``.
+
+    The detector has the service's X-ray classes (its risk policy refuses other classes), the
+    embedder a calibration for stamps and signatures (:data:`SERVICE_SCORING`). Load them with
+    ``CV_MODELS_DIR=out_dir CV_REQUIRED_MODELS=xray,similarity``.
+
+    Returns:
+        Model name -> card path.
+    """
+    return {
+        "xray": make_tiny_detector(out_dir, name="xray", class_names=XRAY_CLASSES),
+        "similarity": make_tiny_embedder(out_dir, name="similarity", metrics={"scoring": SERVICE_SCORING}),
+    }
 
 
 def scenes(count: int, *, seed: int = 0, size: tuple[int, int] = (96, 128)) -> list[np.ndarray]:

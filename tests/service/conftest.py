@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.app import create_app
 from service.audit import AuditKeys
-from service.db import AuditEntry, StoredReport
+from service.db import AuditEntry, StoredImage, StoredReport
 from service.security import create_api_key
 from service.settings import Settings
 from tests.service.fixtures import write_all_models
@@ -44,15 +44,16 @@ class Service:
         return AuditKeys.in_dir(self.settings.data_dir)
 
     def counts(self) -> dict[str, int]:
-        """Rows written so far: reports, audit entries and specimens."""
+        """Rows written so far: reports, stored uploads, audit entries and specimens."""
         from similarity.registry import SpecimenRegistry
 
         with Session(self.engine) as s:
             reports = s.scalar(select(func.count()).select_from(StoredReport)) or 0
+            images = s.scalar(select(func.count()).select_from(StoredImage)) or 0
             audit = s.scalar(select(func.count()).select_from(AuditEntry)) or 0
         pipeline = self.client.app.state.pipeline  # type: ignore[attr-defined]
         registry: SpecimenRegistry | None = pipeline.runtime.registry
-        return {"reports": reports, "audit": audit, "specimens": len(registry) if registry else 0}
+        return {"reports": reports, "images": images, "audit": audit, "specimens": len(registry) if registry else 0}
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.cli import main
 from service.db import ApiKey
+from service.security import create_api_key
 from tests.service.conftest import Service
 from tests.service.fixtures import document_page, png, scribble, xray_scan
 
@@ -96,6 +97,7 @@ ROUTES: dict[str, tuple[str, int, Callable[[Service, dict[str, str]], Request]]]
         200,
         lambda s, ids: ("GET", f"/v1/reports/{ids['report']}/image.png", {}),
     ),
+    "GET /v1/whoami": ("scanner", 200, lambda s, ids: ("GET", "/v1/whoami", {})),
 }
 
 CALLERS = ("none", "unknown-key", "scanner", "clerk", "admin")
@@ -161,6 +163,26 @@ def test_a_key_created_by_the_cli_works_at_once_and_a_revoked_key_stops(
     r = service.client.get("/v1/specimens", headers=headers)
     assert r.status_code == 401
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("role", sorted(RANK))
+def test_whoami_names_the_key_and_its_role(service: Service, role: str) -> None:
+    r = service.client.get("/v1/whoami", headers=service.auth(role))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"name": f"{role}-key", "role": role}
+    assert r.headers["cache-control"] == "no-store"
+
+
+def test_whoami_without_a_valid_key_is_401_and_a_revoked_key_stops_at_once(service: Service) -> None:
+    assert service.client.get("/v1/whoami").status_code == 401
+    key, _ = create_api_key(service.engine, role="clerk", name="desk-whoami")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert service.client.get("/v1/whoami", headers=headers).json() == {"name": "desk-whoami", "role": "clerk"}
+    with Session(service.engine) as s:
+        s.execute(update(ApiKey).where(ApiKey.name == "desk-whoami").values(revoked_at=datetime.now(UTC)))
+        s.commit()
+    r = service.client.get("/v1/whoami", headers=headers)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
 
 
 def test_health_and_metrics_need_no_key(service: Service) -> None:

@@ -1,14 +1,20 @@
 """Triton backend: runs a model on a remote Triton Inference Server over HTTP or gRPC.
 
 ``tritonclient`` is imported when a backend is constructed, not when this module is imported.
-Errors are split in two: :class:`BackendUnavailable` when the server or model cannot be reached
-or is not ready (retryable; the service decides whether and when to retry), :class:`BackendError`
-for everything else (bad request, model failure, unsupported model). ``run`` never retries.
+Every tritonclient client lives on a thread of its own (:class:`_Connection`): the HTTP client runs
+on gevent, whose sockets belong to the thread that made them, and the service calls a backend from
+whichever worker thread is free.
+
+Errors are split in two: :class:`BackendUnavailable` when the server or model cannot be reached or
+is not ready (retryable; the service decides whether and when to retry), :class:`BackendError` for
+everything else (bad request, model failure, unsupported model). ``run`` never retries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -87,12 +93,50 @@ _GRPC_CHANNEL_ARGS = [
 ]
 
 
+class _Connection:
+    """A tritonclient client that is made, used and closed on one thread of its own.
+
+    tritonclient's HTTP client runs on gevent: its sockets belong to the thread that made them, and a
+    read that has to wait on any other thread fails with ``greenlet.error: Cannot switch to a
+    different thread``. The service calls a backend from whichever worker thread is free, so each
+    call is handed to this connection's thread and awaited. (gRPC clients are thread-safe and would
+    not need it; one path for both protocols is simpler than two, and the hand-off costs microseconds.)
+
+    Args:
+        factory: makes the client (called on the connection's thread).
+        call_kw: keyword arguments added to every call (the gRPC per-call timeout).
+        name: thread name prefix, for debugging.
+    """
+
+    def __init__(self, factory: Callable[[], Any], *, call_kw: Mapping[str, Any], name: str) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._call_kw = dict(call_kw)
+        try:
+            self._client = self._thread.submit(factory).result()
+        except BaseException:
+            self._thread.shutdown(wait=False)
+            raise
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``client.<method>(*args, **kwargs, **call_kw)`` on the connection's thread; its errors propagate."""
+        fn = getattr(self._client, method)
+        return self._thread.submit(fn, *args, **kwargs, **self._call_kw).result()
+
+    def close(self) -> None:
+        """Close the client on its thread, then let the thread end."""
+        try:
+            self._thread.submit(self._client.close).result()
+        finally:
+            self._thread.shutdown(wait=False)
+
+
 class TritonBackend:
     """A model served by a Triton Inference Server.
 
     Construction checks that the server and the model are ready and reads the model's metadata
     (tensor names, datatypes, dims) and config (``max_batch_size``), so a misconfigured deployment
-    fails at start-up with a message naming the URL and model.
+    fails at start-up with a message naming the URL and model. Afterwards :meth:`check_ready` asks
+    the server again (for readiness probes), on a connection of its own.
 
     Args:
         url: ``host:port`` of the server, without a scheme (HTTP default port 8000, gRPC 8001).
@@ -100,10 +144,12 @@ class TritonBackend:
         model_version: Version to use; ``""`` lets the server choose (its version policy).
         protocol: ``"http"`` or ``"grpc"``.
         timeout_s: Connection and per-request timeout in seconds.
+        probe_timeout_s: Timeout of :meth:`check_ready` in seconds; short, because a readiness
+            probe that hangs is itself a failure (Kubernetes' default probe timeout is 1 s).
         name: Name used in logs and errors; default ``model_name``.
 
     Raises:
-        ValueError: ``url`` contains a scheme, an unknown protocol, or ``timeout_s <= 0``.
+        ValueError: ``url`` contains a scheme, an unknown protocol, or a timeout ``<= 0``.
         BackendUnavailable: The server cannot be reached, or it or the model is not ready.
         BackendError: tritonclient is not installed, or the model uses an unsupported datatype.
     """
@@ -116,6 +162,7 @@ class TritonBackend:
         model_version: str = "",
         protocol: Literal["http", "grpc"] = "http",
         timeout_s: float = 10.0,
+        probe_timeout_s: float = 1.0,
         name: str | None = None,
     ) -> None:
         if "://" in url:
@@ -124,6 +171,8 @@ class TritonBackend:
             raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if probe_timeout_s <= 0:
+            raise ValueError(f"probe_timeout_s must be > 0, got {probe_timeout_s}")
 
         self.name = name or model_name
         self.url = url
@@ -131,6 +180,7 @@ class TritonBackend:
         self.model_version = model_version
         self.protocol = protocol
         self._timeout_s = float(timeout_s)
+        self._probe_timeout_s = float(probe_timeout_s)
         self._where = f"{protocol}://{url} model {model_name!r}" + (
             f" version {model_version!r}" if model_version else ""
         )
@@ -145,39 +195,47 @@ class TritonBackend:
                 f"tritonclient[{protocol}] is not installed (pip install 'customs-vision[triton]'): {e}"
             ) from e
         self._lib: Any = client_module
-
-        if protocol == "http":
-            self._client: Any = client_module.InferenceServerClient(
-                url, connection_timeout=self._timeout_s, network_timeout=self._timeout_s
-            )
-            self._call_kw: dict[str, Any] = {}
-        else:
-            # gRPC's default reconnect back-off grows to 120 s, so after a Triton restart the
-            # channel would stay "unavailable" long after the server is back; cap it at 2 s.
-            self._client = client_module.InferenceServerClient(url, channel_args=_GRPC_CHANNEL_ARGS)
-            self._call_kw = {"client_timeout": self._timeout_s}
+        # The probe's own connection, made on first use, so that a probe never waits behind a batch.
+        self._probe: _Connection | None = None
+        self._probe_lock = threading.Lock()
+        self._client: _Connection | None = self._open(self._timeout_s, role="infer")
 
         try:
-            self._connect()
+            self._connect(self._client)
         except BaseException:
             self.close()
             raise
 
-    def _connect(self) -> None:
-        """Readiness checks, then metadata and config; called once from the constructor."""
-        if not self._call(self._client.is_server_ready, **self._call_kw):
+    def _open(self, timeout_s: float, *, role: str) -> _Connection:
+        """A connection whose every call is bounded by ``timeout_s``."""
+        lib, url = self._lib, self.url
+        if self.protocol == "http":
+            return _Connection(
+                lambda: lib.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s),
+                call_kw={},
+                name=f"triton-{role}-{self.name}",
+            )
+        # gRPC's default reconnect back-off grows to 120 s, so after a Triton restart the
+        # channel would stay "unavailable" long after the server is back; cap it at 2 s.
+        return _Connection(
+            lambda: lib.InferenceServerClient(url, channel_args=_GRPC_CHANNEL_ARGS),
+            call_kw={"client_timeout": timeout_s},
+            name=f"triton-{role}-{self.name}",
+        )
+
+    def _check_ready(self, connection: _Connection) -> None:
+        """Raise :class:`BackendUnavailable` unless the server and the model say they are ready."""
+        if not self._call(connection, "is_server_ready"):
             raise BackendUnavailable(f"Triton server {self.protocol}://{self.url} is not ready")
-        ready = self._call(self._client.is_model_ready, self.model_name, self.model_version, **self._call_kw)
-        if not ready:
+        if not self._call(connection, "is_model_ready", self.model_name, self.model_version):
             raise BackendUnavailable(f"{self._where} is not ready (unknown to the server or still loading)")
 
+    def _connect(self, connection: _Connection) -> None:
+        """Readiness checks, then metadata and config; called once from the constructor."""
+        self._check_ready(connection)
         json_kw = {"as_json": True} if self.protocol == "grpc" else {}
-        metadata = self._call(
-            self._client.get_model_metadata, self.model_name, self.model_version, **json_kw, **self._call_kw
-        )
-        config = self._call(
-            self._client.get_model_config, self.model_name, self.model_version, **json_kw, **self._call_kw
-        )
+        metadata = self._call(connection, "get_model_metadata", self.model_name, self.model_version, **json_kw)
+        config = self._call(connection, "get_model_config", self.model_name, self.model_version, **json_kw)
         # gRPC wraps the config in {"config": {...}}; HTTP returns it bare.
         config = config.get("config", config)
         self._inputs, self._outputs = specs_from_metadata(metadata)
@@ -214,7 +272,8 @@ class TritonBackend:
             BackendError: Invalid inputs, a batch above ``max_batch_size``, a closed backend, or
                 any other server-side failure.
         """
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise BackendError(f"backend {self.name!r} is closed")
         check_inputs(self._inputs, inputs)
         if self._max_batch_size > 0:
@@ -237,12 +296,7 @@ class TritonBackend:
             requested = [self._lib.InferRequestedOutput(s.name) for s in self._outputs]
 
         result = self._call(
-            self._client.infer,
-            self.model_name,
-            infer_inputs,
-            model_version=self.model_version,
-            outputs=requested,
-            **self._call_kw,
+            client, "infer", self.model_name, infer_inputs, model_version=self.model_version, outputs=requested
         )
         out: dict[str, np.ndarray] = {}
         for spec in self._outputs:
@@ -252,18 +306,39 @@ class TritonBackend:
             out[spec.name] = arr
         return out
 
+    def check_ready(self) -> None:
+        """Ask the server, now, whether it and this model are ready; returns if they are.
+
+        Safe to call from any thread while :meth:`run` is in use (it has its own connection).
+        Takes at most about twice the ``probe_timeout_s``.
+
+        Raises:
+            BackendUnavailable: The server cannot be reached, times out, or it or the model is not ready.
+            BackendError: The backend is closed.
+        """
+        with self._probe_lock:
+            if self._client is None:
+                raise BackendError(f"backend {self.name!r} is closed")
+            if self._probe is None:
+                self._probe = self._open(self._probe_timeout_s, role="probe")
+            self._check_ready(self._probe)
+
     def close(self) -> None:
-        """Close the connection to the server."""
-        client, self._client = getattr(self, "_client", None), None
+        """Close the connections to the server."""
+        client, self._client = self._client, None
         if client is not None:
             client.close()
+        with self._probe_lock:
+            probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close()
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, connection: _Connection, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a tritonclient method, translating its errors into the backend's error types."""
         from tritonclient.utils import InferenceServerException
 
         try:
-            return fn(*args, **kwargs)
+            return connection.call(method, *args, **kwargs)
         except InferenceServerException as e:
             status = str(e.status())
             message = f"{self._where}: {e.message()} (status {status})"
