@@ -7,7 +7,11 @@ Start-up order (the lifespan):
    that need a model answer 503 with ``Retry-After``;
 3. in a worker thread the models are loaded (:func:`~service.models.load_models`) and wrapped
    (:func:`~service.models.build_runtime`); then, back on the event loop, their runners (micro-batchers)
-   start and the :class:`~service.pipeline.InspectionPipeline` goes live.
+   start and the :class:`~service.pipeline.InspectionPipeline` goes live;
+4. models whose backend was unavailable (Triton not up yet) are tried again, with capped exponential
+   back-off (``CV_MODEL_RETRY_MAX_S``), until they connect; each joins the running pipeline as it
+   does. Meanwhile ``/readyz`` says "waiting for Triton at <url> (retrying)" and their routes answer
+   503. Shutdown cancels the retrying.
 
 Middleware, outermost first: metrics (counts every answer, refusals included), then the upload
 guard (authenticates and bounds request bodies before they are read).
@@ -18,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from starlette.types import Scope
 
 from service.audit import AuditKeys
@@ -30,7 +36,16 @@ from service.db import init_db, make_engine
 from service.deps import authenticate_scope
 from service.errors import install_error_handlers
 from service.metrics import MetricsMiddleware, ServiceMetrics
-from service.models import ModelPool, build_runtime, load_models
+from service.models import (
+    ModelPool,
+    ModelRuntime,
+    build_runtime,
+    connect_pending,
+    extend_runtime,
+    load_models,
+    retry_delays,
+    start_runners,
+)
 from service.pipeline import InspectionPipeline
 from service.records import RecordStore
 from service.routes import compare, documents, health, metrics, reports, specimens, ui, whoami, xray
@@ -49,7 +64,8 @@ def _backend_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 async def _load_and_start(app: FastAPI, settings: Settings) -> None:
-    """Load the models off the event loop, then start their runners and publish the pipeline."""
+    """Load the models off the event loop, start their runners and publish the pipeline; then retry
+    the models whose backend was unavailable (:func:`_retry_unavailable`)."""
     state = app.state
     try:
         pool = await asyncio.to_thread(
@@ -66,6 +82,79 @@ async def _load_and_start(app: FastAPI, settings: Settings) -> None:
         runtime = await asyncio.to_thread(build_runtime, pool, engine=state.engine)
     state.pipeline = InspectionPipeline.start(runtime, settings=settings, decoder=state.decoder, metrics=state.metrics)
     state.models = pool  # last: /readyz turns 200 only once the pipeline serves
+    if pool.pending:
+        await _retry_unavailable(app, settings)
+
+
+async def _retry_unavailable(app: FastAPI, settings: Settings) -> None:
+    """Try the pending models again, with capped exponential back-off, until none is left.
+
+    Without this a service started before Triton would stay unready for good while ``/healthz``
+    kept it from being restarted. A model that connects joins the running pipeline: a new
+    :class:`InspectionPipeline` keeps the runners of the models already serving (requests in flight
+    finish on them) and starts runners for the new ones. It is published before the pool, so
+    ``/readyz`` never reports a model that requests cannot reach yet.
+
+    On cancellation (shutdown) an attempt in progress is told to stop after the model it is
+    connecting, is waited for (the backend's connection timeout at most), and whatever it connected
+    is closed, so no connection outlives the app.
+    """
+    state = app.state
+    stop = threading.Event()
+    for delay in retry_delays(settings.model_retry_max_s):
+        if not state.models.pending:
+            return
+        await asyncio.sleep(delay)
+        before, pipeline = state.models, state.pipeline
+        attempt = asyncio.ensure_future(asyncio.to_thread(_reconnect, before, pipeline.runtime, state.engine, stop))
+        try:
+            pool, runtime = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            stop.set()
+            await _close_connected(attempt, before)
+            raise
+        except Exception:  # a bug in one attempt must not end the retrying
+            log.exception("retrying the unavailable models failed; trying again")
+            continue
+        if runtime is not pipeline.runtime:
+            runners = start_runners(
+                runtime,
+                batching=settings.batching,
+                max_batch=settings.max_batch,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+                running=pipeline.runners,
+            )
+            state.pipeline = InspectionPipeline(
+                runtime=runtime,
+                runners=runners,
+                decoder=pipeline.decoder,
+                metrics=pipeline.metrics,
+                top_k=settings.match_top_k,
+            )
+        state.models = pool
+
+
+async def _close_connected(attempt: asyncio.Future[tuple[ModelPool, ModelRuntime]], before: ModelPool) -> None:
+    """Wait for an abandoned attempt and close the backends it connected."""
+    try:
+        pool, _ = await attempt
+    except Exception:
+        log.exception("retrying the unavailable models failed during shutdown")
+        return
+    for name in pool.models.keys() - before.models.keys():
+        pool.models[name].backend.close()
+
+
+def _reconnect(
+    pool: ModelPool, runtime: ModelRuntime, engine: Engine, stop: threading.Event
+) -> tuple[ModelPool, ModelRuntime]:
+    """One retry (blocking): the new pool, and ``runtime`` extended when anything changed."""
+    after = connect_pending(pool, stop=stop)
+    added = after.models.keys() - pool.models.keys()
+    if stop.is_set() or (not added and after.errors == pool.errors):
+        return after, runtime
+    return after, extend_runtime(runtime, after, added, engine=engine)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

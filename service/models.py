@@ -3,7 +3,10 @@
 Three steps, each in its own function:
 
 1. :func:`load_models` reads ``<models_dir>/<name>.json`` cards, verifies the ONNX files' sha256 and
-   creates one :class:`~vision.runtime.base.InferenceBackend` per model (a :class:`ModelPool`).
+   creates one :class:`~vision.runtime.base.InferenceBackend` per model (a :class:`ModelPool`). A
+   model whose backend is unavailable (Triton not up yet) stays *pending*: :func:`connect_pending`
+   tries it again (the app does, with :func:`retry_delays` between attempts) and
+   :func:`extend_runtime` adds it to the running service once it connects.
 2. :func:`build_runtime` wraps each backend for what it does (:data:`DETECTORS` for detectors, the
    ``similarity`` model as an :class:`~similarity.embedder.Embedder` with a
    :class:`~similarity.scoring.Scorer` per mark kind, and the specimen registry), giving a
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -37,7 +40,7 @@ from similarity.embedder import Embedder
 from similarity.registry import KINDS, SpecimenRegistry
 from similarity.scoring import Scorer, ScoringError
 from vision.modelcard import ModelCard, ModelCardError, load_verified
-from vision.runtime.base import BackendError, InferenceBackend
+from vision.runtime.base import BackendError, BackendUnavailable, InferenceBackend
 from vision.runtime.registry import create_backend
 from vision.types import Detections
 
@@ -77,12 +80,38 @@ class LoadedModel:
     backend: InferenceBackend
 
 
+@dataclass(frozen=True)
+class PendingModel:
+    """A model whose card is verified but whose backend is not created yet.
+
+    Attributes:
+        card: the verified card.
+        path: its ONNX file.
+        backend: registered backend name (``"triton"``, ...).
+        kwargs: the backend's keyword arguments for this model.
+        where: the backend in words, for messages (``"Triton at grpc://host:8001"``).
+    """
+
+    card: ModelCard
+    path: Path
+    backend: str
+    kwargs: dict[str, Any]
+    where: str
+
+
 @dataclass
 class ModelPool:
-    """The models the service runs, and why any of them is not available."""
+    """The models the service runs, and why any of them is not available.
+
+    A model is in exactly one of ``models`` (serving), ``pending`` (its backend was unavailable, to be
+    tried again; ``errors`` says so) or ``errors`` alone (failed for good: bad card, bad model file).
+    The app replaces its pool as a whole rather than changing it, because ``/readyz`` reads it from
+    worker threads.
+    """
 
     models: dict[str, LoadedModel] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, PendingModel] = field(default_factory=dict)
     loaded: bool = False
 
     def versions(self) -> dict[str, str]:
@@ -119,27 +148,77 @@ class ModelPool:
 
 
 def load_models(models_dir: Path, names: tuple[str, ...], *, backend: str, backend_kwargs: dict[str, Any]) -> ModelPool:
-    """Load ``<models_dir>/<name>.json`` for each name; failures are recorded, not raised."""
+    """Load ``<models_dir>/<name>.json`` for each name; failures are recorded, not raised.
+
+    A model whose backend is unavailable (:class:`~vision.runtime.base.BackendUnavailable`) is left
+    in :attr:`ModelPool.pending` for :func:`connect_pending`; a bad card or model file fails for good.
+    """
     pool = ModelPool()
     for name in names:
         card_path = models_dir / f"{name}.json"
         try:
             card, path = load_verified(card_path)
-            kwargs = dict(backend_kwargs)
-            if backend == "onnxruntime":
-                kwargs.setdefault("path", path)
-            elif backend == "triton":
-                kwargs.setdefault("model_name", card.name)
-            pool.models[name] = LoadedModel(card=card, path=path, backend=create_backend(backend, **kwargs))
-            log.info("loaded model %s %s (%s)", name, card.version, backend)
-        except (ModelCardError, BackendError) as e:
+        except ModelCardError as e:
             pool.errors[name] = str(e)
             log.warning("model %s not loaded: %s", name, e)
+            continue
         except Exception as e:  # a loader bug must not leave /readyz "still loading" forever
             pool.errors[name] = f"failed to load: {e!r}"
             log.exception("model %s failed to load", name)
-    pool.loaded = True
-    return pool
+            continue
+        kwargs = dict(backend_kwargs)
+        where = f"the {backend} backend"
+        if backend == "onnxruntime":
+            kwargs.setdefault("path", path)
+        elif backend == "triton":
+            kwargs.setdefault("model_name", card.name)
+            where = f"Triton at {kwargs.get('protocol', 'http')}://{kwargs.get('url')}"
+        pool.pending[name] = PendingModel(card=card, path=path, backend=backend, kwargs=kwargs, where=where)
+    return connect_pending(pool)
+
+
+def connect_pending(pool: ModelPool, *, stop: threading.Event | None = None) -> ModelPool:
+    """Create the backend of every pending model (blocking); returns a new pool, ``pool`` is unchanged.
+
+    A model that connects moves to ``models``; one whose backend is still unavailable stays pending,
+    with ``"waiting for <where> (retrying): <last error>"`` in ``errors``; any other failure is final.
+
+    Args:
+        pool: the current pool.
+        stop: when set, the models not tried yet stay pending untried (shutdown is waiting).
+    """
+    out = ModelPool(models=dict(pool.models), errors=dict(pool.errors), loaded=True)
+    for name, pending in pool.pending.items():
+        if stop is not None and stop.is_set():
+            out.pending[name] = pending
+            continue
+        try:
+            backend = create_backend(pending.backend, **pending.kwargs)
+        except BackendUnavailable as e:
+            out.pending[name] = pending
+            out.errors[name] = f"waiting for {pending.where} (retrying): {e}"
+            # Logged when it starts waiting, not on every attempt: /readyz shows the reason meanwhile.
+            if name not in pool.errors:
+                log.warning("model %s: waiting for %s (retrying): %s", name, pending.where, e)
+        except BackendError as e:
+            out.errors[name] = str(e)
+            log.warning("model %s not loaded: %s", name, e)
+        except Exception as e:  # a loader bug must not leave /readyz "still loading" forever
+            out.errors[name] = f"failed to load: {e!r}"
+            log.exception("model %s failed to load", name)
+        else:
+            out.errors.pop(name, None)
+            out.models[name] = LoadedModel(card=pending.card, path=pending.path, backend=backend)
+            log.info("loaded model %s %s (%s)", name, pending.card.version, pending.where)
+    return out
+
+
+def retry_delays(max_s: float, *, first_s: float = 1.0) -> Iterator[float]:
+    """Seconds to wait before each new attempt: ``first_s``, doubling, capped at ``max_s``; endless."""
+    delay = min(first_s, max_s)
+    while True:
+        yield delay
+        delay = min(2 * delay, max_s)
 
 
 # --------------------------------------------------------------------------------------- runtime
@@ -197,6 +276,33 @@ def build_runtime(pool: ModelPool, *, engine: Engine) -> ModelRuntime:
             runtime.problems[name] = f"its card cannot serve: {e}"
             log.warning("model %s cannot be used: %s", name, e)
     return runtime
+
+
+def extend_runtime(runtime: ModelRuntime, pool: ModelPool, added: Collection[str], *, engine: Engine) -> ModelRuntime:
+    """``runtime`` plus the models ``added`` (just connected, in ``pool``); blocking.
+
+    The models ``runtime`` already serves keep their objects (detectors, embedder, registry), so
+    requests in flight are not disturbed; models still not loaded get ``pool``'s current reasons.
+
+    Args:
+        runtime: what the service runs now.
+        pool: the pool after the models connected.
+        added: names of the models in ``pool.models`` that ``runtime`` has not seen loaded.
+        engine: database holding the specimen registry.
+    """
+    part = build_runtime(ModelPool(models={n: pool.models[n] for n in added}, loaded=True), engine=engine)
+    # Reasons of loaded models that cannot serve (their cards) stay; the others come from the pool.
+    kept = {n: p for n, p in runtime.problems.items() if n in pool.models and n not in added}
+    # ``is None``, never ``or``: an empty registry is falsy (it has a length).
+    similarity = part if part.embedder is not None else runtime
+    return ModelRuntime(
+        detectors={**runtime.detectors, **part.detectors},
+        embedder=similarity.embedder,
+        scorers=similarity.scorers,
+        registry=similarity.registry,
+        versions={**runtime.versions, **part.versions},
+        problems={**pool.errors, **kept, **part.problems},
+    )
 
 
 def _attach_similarity(runtime: ModelRuntime, model: LoadedModel, engine: Engine) -> None:
@@ -340,9 +446,19 @@ class ModelRunners:
 
 
 def start_runners(
-    runtime: ModelRuntime, *, batching: bool, max_batch: int, max_wait_ms: float, max_queue: int
+    runtime: ModelRuntime,
+    *,
+    batching: bool,
+    max_batch: int,
+    max_wait_ms: float,
+    max_queue: int,
+    running: ModelRunners | None = None,
 ) -> ModelRunners:
-    """One runner per usable model; call from the running event loop (batchers start a task)."""
+    """One runner per usable model; call from the running event loop (batchers start a task).
+
+    ``running``: runners already started (the models that served before others connected); they are
+    kept as they are, and only the models without one get a new runner.
+    """
 
     def make(fn: Callable[[list[Any]], Sequence[Any]], name: str) -> ModelRunner[Any, Any]:
         if not batching:
@@ -351,9 +467,10 @@ def start_runners(
         batcher.start()
         return batcher
 
-    runners = ModelRunners()
+    runners = ModelRunners() if running is None else ModelRunners(dict(running.detectors), running.embedder)
     for name, detector in runtime.detectors.items():
-        runners.detectors[name] = make(detector_fn(detector), name)
-    if runtime.embedder is not None:
+        if name not in runners.detectors:
+            runners.detectors[name] = make(detector_fn(detector), name)
+    if runtime.embedder is not None and runners.embedder is None:
         runners.embedder = make(embed_fn(runtime.embedder), SIMILARITY_MODEL)
     return runners

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         description="threads decoding uploads, also stored uploads for report images (each holds <= max_pixels x 3 B)",
     )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After seconds sent with 503 answers")
+    # A model whose backend (Triton) is unavailable at start-up is tried again: after 1 s, then
+    # twice as long each time, never longer than this, until it connects.
+    model_retry_max_s: float = Field(
+        default=30.0, gt=0, description="longest wait between attempts to reach an unavailable model backend, seconds"
+    )
     report_image_max_side: int = Field(
         default=2048, ge=64, description="report images (image.png, annotated.png) are downscaled to this longest side"
     )

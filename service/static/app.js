@@ -2,6 +2,10 @@
  * customs-vision clerk page: log in with an API key, inspect documents and X-ray scans, compare
  * stamps and signatures with registered specimens, and (admin keys) register specimens.
  *
+ * At log-in the page asks GET /v1/whoami who the key is ({name, role}), shows both, and offers only
+ * what the role may do: scanner keys inspect; clerk keys also read specimens and stored reports;
+ * admin keys also register and delete specimens.
+ *
  * Plain browser JavaScript, no build step, nothing loaded from elsewhere. Every call goes to this
  * service's /v1 API with "Authorization: Bearer <key>". The key lives in sessionStorage only: it is
  * never put in a cookie or a URL, and it is forgotten when the tab closes or on "Log out".
@@ -186,47 +190,55 @@
 
   // ----------------------------------------------------------------------------- session
 
-  /** What the key may do, found out at log-in: "scanner" (inspect only) or "reader" (clerk, admin). */
-  let access = null;
+  /** Who is logged in, from GET /v1/whoami: { name, role }; null when logged out. */
+  let who = null;
   /** The report on show (for "Download annotated PNG"). */
   let currentReport = null;
 
-  /** Check a key with a harmless read: 200 reader, 403 scanner, 401 unknown. */
-  async function probe(key) {
-    try {
-      await api("/v1/specimens?kind=stamp", { key });
-      return "reader";
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 403) return "scanner";
-      // The key was accepted (auth runs first) but the models are still loading: let the clerk in.
-      if (err instanceof ApiError && err.status === 503) return "reader";
-      throw err;
-    }
+  /** What each role is shown as beside the key's name. */
+  const ROLE_TEXT = {
+    scanner: "scanner (inspection only)",
+    clerk: "clerk",
+    admin: "admin",
+  };
+
+  /** Clerk and admin keys read specimens and stored reports; any other role only inspects. */
+  const canRead = () => who !== null && (who.role === "clerk" || who.role === "admin");
+  /** Only admin keys register and delete specimens. */
+  const canRegister = () => who !== null && who.role === "admin";
+
+  /** Ask the service who `key` is: { name, role } (throws ApiError; 401 for an unknown key). */
+  async function whoami(key) {
+    const found = await api("/v1/whoami", { key });
+    return { name: String(found.name), role: String(found.role) };
   }
 
-  function keyLabel(key) {
-    const parts = key.split("_");
-    // Keys look like cv_<prefix>_<secret>; the prefix names the key without revealing it.
-    return parts.length >= 3 && parts[0] === "cv" ? `key cv_${parts[1]}_…` : "your key";
-  }
-
-  function enter(key, found) {
-    access = found;
-    byId("session-label").textContent =
-      found === "scanner" ? `Signed in with ${keyLabel(key)} (inspection only)` : `Signed in with ${keyLabel(key)}`;
+  function enter(found) {
+    who = found;
+    byId("session-label").replaceChildren(
+      "Signed in as ",
+      el("bdi", { className: "session-name" }, found.name),
+      " · role: ",
+      el("span", { className: "session-role" }, ROLE_TEXT[found.role] || found.role),
+    );
     byId("session").hidden = false;
     byId("login-section").hidden = true;
     byId("workspace").hidden = false;
-    const locked = found === "scanner";
-    byId("specimens-locked").hidden = !locked;
-    byId("specimens-body").hidden = locked;
-    byId("download-annotated").hidden = locked;
-    if (!locked) refreshSpecimens();
+    const reader = canRead();
+    const admin = canRegister();
+    byId("specimens-locked").hidden = reader;
+    byId("specimens-body").hidden = !reader;
+    byId("download-annotated").hidden = !reader;
+    byId("register-locked").hidden = !reader || admin;
+    byId("register-form").hidden = !admin;
+    byId("specimens-actions").hidden = !admin;
+    byId("specimens-body").classList.toggle("list-only", !admin);
+    if (reader) refreshSpecimens();
   }
 
   function logOut(reason) {
     sessionStorage.removeItem(KEY_STORAGE);
-    access = null;
+    who = null;
     reportUrls.release();
     specimenUrls.release();
     currentReport = null;
@@ -254,11 +266,11 @@
       return;
     }
     await busy(button, "login-status", "Checking the key…", "login-error", "log in", async () => {
-      const found = await probe(key);
+      const found = await whoami(key);
       sessionStorage.setItem(KEY_STORAGE, key);
       input.value = "";
       setStatus("login-status", "");
-      enter(key, found);
+      enter(found);
       byId("inspect-title").focus();
     });
   }
@@ -302,12 +314,13 @@
 
   /** The report's image: the stored copy (clerk keys), else the local file the browser can decode. */
   async function reportImage(report, file) {
+    if (!canRead()) return createImageBitmap(file); // scanner keys may not read stored reports
     try {
       return await createImageBitmap(await api(`/v1/reports/${encodeURIComponent(report.id)}/image.png`, { as: "blob" }));
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 403)) throw err;
     }
-    return createImageBitmap(file); // scanner keys may not read reports; the upload is the same image
+    return createImageBitmap(file); // refused after all: the upload is the same image
   }
 
   async function showReport(report, file) {
@@ -546,7 +559,7 @@
   // ----------------------------------------------------------------------------- specimens
 
   async function refreshSpecimens() {
-    if (access !== "reader") return;
+    if (!canRead()) return;
     const params = new URLSearchParams();
     const owner = byId("filter-owner").value.trim();
     const kind = byId("filter-kind").value;
@@ -584,9 +597,12 @@
     } catch (err) {
       picture = el("span", { className: "hint" }, "unavailable");
     }
-    const remove = el("button", { type: "button", className: "button-danger" }, "Delete");
-    remove.setAttribute("aria-label", `Delete the ${spec.kind} of ${spec.owner}${spec.label ? ` (${spec.label})` : ""}`);
-    remove.addEventListener("click", () => deleteSpecimen(spec, remove));
+    let remove = null;
+    if (canRegister()) {
+      remove = el("button", { type: "button", className: "button-danger" }, "Delete");
+      remove.setAttribute("aria-label", `Delete the ${spec.kind} of ${spec.owner}${spec.label ? ` (${spec.label})` : ""}`);
+      remove.addEventListener("click", () => deleteSpecimen(spec, remove));
+    }
     return el(
       "tr",
       { dataset: { specimenId: spec.id } },
@@ -595,7 +611,7 @@
       el("td", {}, el("bdi", { className: "owner" }, spec.owner)),
       el("td", {}, spec.label || "—"),
       el("td", { className: "nowrap" }, when(spec.created_at)),
-      el("td", {}, remove),
+      remove ? el("td", {}, remove) : null,
     );
   }
 
@@ -657,10 +673,10 @@
     }
     // A reload keeps the tab's key: check it again (it may have been revoked meanwhile).
     setStatus("login-status", "Checking the saved key…");
-    probe(key).then(
+    whoami(key).then(
       (found) => {
         setStatus("login-status", "");
-        enter(key, found);
+        enter(found);
       },
       (err) => logOut(explain(err, "log in")),
     );

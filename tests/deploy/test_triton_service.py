@@ -9,7 +9,9 @@ protocol through Triton; the tests check, through the HTTP API, that
 * ``POST /v1/compare`` returns the same similarities (specimens registered through each app);
 * with the server stopped, the routes answer 503 with a message naming the Triton endpoint, write
   nothing, and ``/readyz`` says why; once the server is back on the same ports the same app serves
-  again, without a restart.
+  again, without a restart;
+* an app started while its Triton server is not up yet answers 503 and ``/readyz`` says it is
+  waiting for the server; once the server starts, the same app connects by itself and serves.
 
 One test checks the backend itself the way the service uses it: made on one thread, called from
 others (the loader makes it; batchers and readiness probes call it from whichever worker is free).
@@ -51,9 +53,15 @@ def cards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(cards: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    repository = tmp_path_factory.mktemp("triton_repo")
-    render_repository(list(cards.values()), repository, variant="python-onnxruntime")
+def repository(cards: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Triton model repository of the tiny models."""
+    folder = tmp_path_factory.mktemp("triton_repo")
+    render_repository(list(cards.values()), folder, variant="python-onnxruntime")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path) -> Iterator[TritonServer]:
     with TritonServer(model_repository=repository, installation=INSTALLATION) as running:
         yield running
 
@@ -269,3 +277,49 @@ def test_triton_outage_is_503_without_records_and_recovers(
     finally:
         if not server.running:
             server.start()
+
+
+def test_a_service_started_before_triton_connects_once_triton_is_up(
+    repository: Path, cards: dict[str, Path], local: Service, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """One server, not started yet (its ports are chosen), and one app per protocol pointed at it."""
+    late = TritonServer(model_repository=repository, installation=INSTALLATION)
+    data, query = png(scenes(1, seed=11)[0]), crops(1, seed=12)[0]
+    expected = inspect(local, data).json()
+    with ExitStack() as stack:
+        stack.callback(late.close)  # registered first, so it runs after the apps have stopped
+        services = {
+            protocol: stack.enter_context(
+                running_service(
+                    tmp_path_factory.mktemp(f"var-late-{protocol}"),
+                    cards["xray"].parent,
+                    required_models=REQUIRED,
+                    backend="triton",
+                    triton_url=url_of(late, protocol),
+                    triton_protocol=protocol,
+                    model_retry_max_s=0.5,
+                )
+            )
+            for protocol in PROTOCOLS
+        }
+        for protocol, svc in services.items():
+            waiting = f"waiting for Triton at {protocol}://{url_of(late, protocol)} (retrying)"
+            ready = svc.client.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            for name in REQUIRED:
+                assert ready.json()["missing"][name].startswith(waiting), ready.json()
+            for r in (inspect(svc, data), compare(svc, query, owner="nobody")):
+                assert r.status_code == 503, r.text
+                assert r.json()["error"] == "model_unavailable" and waiting in r.json()["detail"], r.json()
+            assert svc.client.get("/healthz").status_code == 200
+
+        late.start()
+        # The same apps, not restarted: they retry at most 0.5 s apart and connect by themselves.
+        for svc in services.values():
+            ready = eventually(partial(svc.client.get, "/readyz"), succeeded, timeout_s=10)
+            assert ready.status_code == 200 and ready.json()["missing"] == {}, ready.text
+            r = inspect(svc, data)
+            assert r.status_code == 200, r.text
+            assert_same_report(expected, r.json())
+            register(svc, crops(1, seed=13)[0], "late-owner")
+            assert compare(svc, query, owner="late-owner").status_code == 200

@@ -1,5 +1,6 @@
 """Models loading, missing, unusable, down or overloaded -> 503 with Retry-After (never a crash);
-concurrent requests are micro-batched, results go back to the right caller, the event loop stays free."""
+a backend down at start-up is retried until it comes up; concurrent requests are micro-batched,
+results go back to the right caller, the event loop stays free."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import service.app as app_module
+import service.models as models_module
 from service.app import create_app
 from service.batching import MicroBatcher
-from service.models import SerialRunner
+from service.models import SerialRunner, retry_delays
 from service.settings import Settings
 from tests.service.conftest import AsyncService, Service, async_service, wait_until_loaded
 from tests.service.fixtures import document_page, png, scribble, xray_scan
@@ -112,6 +115,125 @@ def test_requests_while_models_load_get_503_then_succeed(
             assert client.get("/readyz").status_code == 200
     finally:
         gate.set()
+
+
+def _eventually(ok: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not ok():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_retry_delays_double_up_to_the_cap() -> None:
+    delays = retry_delays(30.0)
+    assert [next(delays) for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
+    short = retry_delays(0.05)
+    assert [next(short) for _ in range(3)] == [0.05, 0.05, 0.05]
+
+
+def test_a_backend_down_at_start_up_is_retried_and_its_models_join_the_running_service(
+    tmp_path: Path, models_dir: Path, start_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No document card: that failure is final and never retried, whatever the backend does.
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("xray", "similarity"):
+        for suffix in (".json", ".onnx"):
+            shutil.copy(models_dir / f"{name}{suffix}", models / f"{name}{suffix}")
+    real_create = models_module.create_backend
+    up = threading.Event()
+    tried: list[str] = []
+
+    def flaky(backend: str, **kwargs: Any) -> Any:
+        tried.append(Path(kwargs["path"]).stem)
+        if not up.is_set():
+            raise BackendUnavailable("the server at 10.0.0.5:8001 is not answering")
+        return real_create(backend, **kwargs)
+
+    monkeypatch.setattr(models_module, "create_backend", flaky)
+    with start_service(models=models, model_retry_max_s=0.05) as svc:
+        ready = svc.client.get("/readyz")
+        assert ready.status_code == 503
+        missing = ready.json()["missing"]
+        waiting = "waiting for the onnxruntime backend (retrying): the server at 10.0.0.5:8001 is not answering"
+        assert missing["xray"] == missing["similarity"] == waiting
+        assert "model card not found" in missing["document"]
+        before = svc.counts()
+        _assert_503(_xray(svc.client, svc.auth("scanner")), "'xray'", "waiting for", "(retrying)")
+        _assert_503(svc.client.get("/v1/specimens", headers=svc.auth("clerk")), "'similarity'", "(retrying)")
+        assert svc.counts() == before
+        assert svc.client.get("/healthz").status_code == 200
+        assert _eventually(lambda: tried.count("xray") >= 3), "the unavailable models are not retried"
+
+        up.set()  # the same app, not restarted
+        assert _eventually(lambda: svc.client.get("/readyz").json()["missing"].keys() == {"document"})
+        assert _xray(svc.client, svc.auth("scanner")).status_code == 200
+        r = svc.client.get("/v1/specimens", headers=svc.auth("clerk"))
+        assert r.status_code == 200, r.text
+        r = svc.client.post(
+            "/v1/documents/inspect",
+            files={"image": ("d.png", png(document_page()), "image/png")},
+            headers=svc.auth("scanner"),
+        )
+        _assert_503(r, "'document'", "model card not found")
+        assert svc.client.get("/readyz").json()["models"].keys() == {"xray", "similarity"}
+        attempts = len(tried)
+        time.sleep(0.3)  # six retry periods: nothing is pending any more, so nothing is tried
+        assert len(tried) == attempts and "document" not in tried
+
+
+def test_shutdown_cancels_the_retrying_and_closes_what_an_attempt_connected(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_create = models_module.create_backend
+    in_attempt, release = threading.Event(), threading.Event()
+    tried: list[str] = []
+    closed: list[str] = []
+
+    def flaky(backend: str, **kwargs: Any) -> Any:
+        name = Path(kwargs["path"]).stem
+        tried.append(name)
+        if len(tried) <= 2:  # both models at start-up
+            raise BackendUnavailable("not up yet")
+        in_attempt.set()  # the first retry hangs in its first model until shutdown has begun
+        release.wait(10)
+        made = real_create(backend, **kwargs)
+        real_close = made.close
+
+        def close() -> None:
+            closed.append(name)
+            real_close()
+
+        made.close = close  # type: ignore[method-assign]
+        return made
+
+    real_close_connected = app_module._close_connected
+
+    async def after_stop(*args: Any) -> None:
+        release.set()  # called once the attempt has been told to stop
+        await real_close_connected(*args)
+
+    monkeypatch.setattr(models_module, "create_backend", flaky)
+    monkeypatch.setattr(app_module, "_close_connected", after_stop)
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        models_dir=models_dir,
+        threads=1,
+        required_models=("xray", "similarity"),
+        model_retry_max_s=0.05,
+    )
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert in_attempt.wait(10)
+            assert client.get("/readyz").status_code == 503
+        # The model being connected finished and was closed; the other one was not tried.
+        assert tried == ["xray", "similarity", "xray"] and closed == ["xray"]
+        time.sleep(0.2)
+        assert len(tried) == 3, "the retrying outlived the app"
+    finally:
+        release.set()
 
 
 def test_an_unreachable_backend_is_503_and_a_failing_one_500_without_records(

@@ -122,6 +122,7 @@ class Tab:
     live: LiveService
     page_errors: list[str] = field(default_factory=list)
     foreign_requests: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # every request to this service, without the query
 
     def log_in(self, role: str) -> None:
         """Log in with the keyboard only: the key field has focus when the page opens."""
@@ -131,6 +132,12 @@ class Tab:
         self.page.keyboard.press("Enter")
         expect(self.page.get_by_role("button", name="Log out")).to_be_visible()
         expect(self.page.get_by_role("heading", name="Inspect an image")).to_be_focused()
+
+    def expect_signed_in_as(self, role: str, shown: str) -> None:
+        """The top bar names the key (as the audit log does) and shows its role."""
+        label = self.page.locator("#session-label")
+        expect(label).to_have_text(f"Signed in as ui-{role} · role: {shown}")
+        expect(label.locator(".session-name")).to_have_text(f"ui-{role}")
 
     def upload(self, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:
         self.page.locator(selector).set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
@@ -169,6 +176,8 @@ def tab(browser: Any, live: LiveService) -> Iterator[Tab]:
 
     def only_this_service(route: Any) -> None:
         if route.request.url.startswith(live.url + "/") or route.request.url.startswith("blob:"):
+            if route.request.url.startswith(live.url):
+                t.paths.append(route.request.url[len(live.url) :].split("?")[0])
             route.continue_()
         else:
             t.foreign_requests.append(route.request.url)
@@ -215,6 +224,7 @@ def test_an_unknown_key_gets_a_readable_error_and_is_not_kept(tab: Tab) -> None:
 
 def test_xray_upload_shows_boxes_table_and_colour_coded_risk(tab: Tab) -> None:
     tab.log_in("clerk")
+    tab.expect_signed_in_as("clerk", "clerk")
     page = tab.page
     page.get_by_label("X-ray scan").check()
     expect(page.get_by_label("Claimed owners")).to_be_hidden()  # documents only
@@ -246,6 +256,8 @@ def test_xray_upload_shows_boxes_table_and_colour_coded_risk(tab: Tab) -> None:
 
     page.reload()  # the tab keeps its session
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    tab.expect_signed_in_as("clerk", "clerk")  # asked again: the key may have been revoked meanwhile
+    assert tab.paths.count("/v1/whoami") == 2
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
@@ -265,6 +277,8 @@ def test_admin_registers_a_specimen_and_a_document_shows_it_side_by_side(tab: Ta
     stamp_crop = MarkDetector.crops(sheet, dets)[0]
 
     tab.log_in("admin")
+    tab.expect_signed_in_as("admin", "admin")
+    expect(page.locator("#register-locked")).to_be_hidden()
     page.locator("#register-kind").select_option("stamp")
     page.locator("#register-owner").fill(OWNER)
     page.get_by_label("Label").fill("2024 seal")
@@ -312,27 +326,45 @@ def test_admin_registers_a_specimen_and_a_document_shows_it_side_by_side(tab: Ta
     expect(page.locator("#specimens-rows tr", has_text=OWNER)).to_have_count(0)
 
 
-def test_a_non_image_upload_and_a_role_refusal_read_plainly(tab: Tab) -> None:
-    tab.log_in("clerk")
-    page = tab.page
-    tab.inspect("document", "notes.txt", b"customs declaration, not a picture\n", "text/plain")
-    expect(page.locator("#inspect-error")).to_contain_text("not an image the service can read")
-    expect(page.locator("#report-section")).to_be_hidden()
+def test_a_non_image_upload_reads_plainly_and_a_clerk_is_not_offered_registration(tab: Tab) -> None:
+    live, page = tab.live, tab.page
+    registered = live.api(
+        "POST",
+        "/v1/specimens",
+        "admin",
+        files={"image": ("s.png", png(xray_scan(dark=False, seed=1, size=(40, 80))))},
+        data={"kind": "signature", "owner": "Busan Customs"},
+    )
+    assert registered.status_code == 201, registered.text
+    try:
+        tab.log_in("clerk")
+        tab.inspect("document", "notes.txt", b"customs declaration, not a picture\n", "text/plain")
+        expect(page.locator("#inspect-error")).to_contain_text("not an image the service can read")
+        expect(page.locator("#report-section")).to_be_hidden()
 
-    page.locator("#register-owner").fill("Busan Customs")
-    tab.upload("#register-image", "s.png", png(xray_scan(dark=False, seed=1, size=(40, 80))))
-    page.get_by_role("button", name="Register specimen").click()
-    expect(page.locator("#register-error")).to_contain_text("Your role cannot register specimens.")
-    tab.screenshot("errors")
+        # A clerk reads specimens but may not register or delete them: neither is offered.
+        row = page.locator("#specimens-rows tr", has_text="Busan Customs")
+        expect(row).to_have_count(1)
+        expect(row.get_by_role("button")).to_have_count(0)
+        expect(page.locator("#register-form")).to_be_hidden()
+        expect(page.locator("#register-locked")).to_be_visible()
+        tab.assert_fits()
+        tab.screenshot("clerk-errors")
+    finally:
+        live.api("DELETE", f"/v1/specimens/{registered.json()['id']}", "admin")
 
 
 def test_a_scanner_key_inspects_and_sees_its_upload_without_reading_reports(tab: Tab) -> None:
     tab.log_in("scanner")
     page = tab.page
-    expect(page.locator("#session-label")).to_contain_text("inspection only")
+    tab.expect_signed_in_as("scanner", "scanner (inspection only)")
     expect(page.locator("#specimens-locked")).to_be_visible()
+    expect(page.locator("#specimens-body")).to_be_hidden()
     tab.inspect("xray", "scan.png", png(xray_scan(dark=True, seed=8)))
     expect(page.locator("#report-risk")).to_contain_text("ALARM")
     # Drawn from the local file, since a scanner key may not read stored reports.
     expect(page.locator("#report-canvas")).to_have_attribute("data-drawn", "true")
     expect(page.locator("#report-error")).to_be_hidden()
+    # The role came from /v1/whoami: the page never tried routes that a scanner key may not open.
+    assert "/v1/whoami" in tab.paths
+    assert [p for p in tab.paths if p.startswith(("/v1/specimens", "/v1/reports"))] == []
