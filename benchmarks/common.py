@@ -57,6 +57,7 @@ PACKAGES: tuple[str, ...] = (
     "numpy",
     "onnx",
     "onnxruntime",
+    "openvino",
     "opencv-python",
     "pillow",
     "torch",

@@ -16,6 +16,22 @@ precision is decided here, on the CPU, before the builder sees the graph:
   symmetrically, weights per output channel. The default calibration is entropy (KL divergence),
   the method of TensorRT's former entropy calibrator; ``minmax`` and ``percentile`` are available.
 
+The TensorRT recipe is a poor fit for ONNX Runtime's *CPU* provider: with Q/DQ around convolutions
+only, every SiLU (``Sigmoid`` + ``Mul``) between two convolutions runs in float32 behind a
+DequantizeLinear and in front of a QuantizeLinear, and the conversions cost more than the int8
+convolutions save. :data:`INT8_RECIPES` therefore also holds CPU recipes (``--int8-recipe`` of
+``python -m benchmarks.throughput``). For ONNX Runtime the activations are quantized as well as the
+weights, unsigned 8-bit activations with signed per-channel weights (U8S8, the combination its x86
+kernels, VNNI included, are written for; signed activations in QLinearConv take a slow path), and
+``reduce_range`` off (7-bit weights only help AVX2 machines without VNNI), either as Q/DQ pairs
+(``cpu-qdq``) or as fused QLinear* operators (``cpu-qoperator``). OpenVINO is the other way round:
+it wants Q/DQ on convolution inputs only and carries INT8 through the activations itself
+(``openvino``; unsigned activations there too: symmetric signed ones ran faster on OpenVINO but
+lost more held-out mAP50 than the gate's margin on the X-ray model). The CPU recipes keep the
+detection head's tail in float32 (:func:`detection_tail`): the last convolutions and the box
+decoding after them, where 8 bits of a 0..416 pixel coordinate would be a 1.6-pixel step. Each is
+measured by the accuracy gate (:mod:`deploy.accuracy`) like any other.
+
 Both converted graphs run on ONNX Runtime's CPU provider too, which is what makes everything up to
 the builder call testable without a GPU, and gives a CPU estimate of the accuracy cost (the
 ``--dry-run`` of ``customs-vision build-engine``).
@@ -24,6 +40,7 @@ the builder call testable without a GPU, and gives a CPU estimate of the accurac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +55,67 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 CalibrationMethodName = Literal["entropy", "minmax", "percentile"]
 #: Operators whose inputs get Q/DQ nodes: the layers TensorRT runs as INT8 kernels.
 INT8_OPS: tuple[str, ...] = ("Conv", "MatMul", "Gemm")
+#: Operators the CPU recipes quantize: the convolutions and everything between them (SiLU, residual
+#: adds, concatenations, pooling, upsampling), so activations stay 8-bit from one layer to the next.
+CPU_INT8_OPS: tuple[str, ...] = (*INT8_OPS, "Mul", "Sigmoid", "Add", "Concat", "Split", "MaxPool", "Resize")
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How :func:`quantize_int8` quantizes a graph (ONNX Runtime's ``quantize_static`` options).
+
+    Attributes:
+        format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs, which TensorRT and OpenVINO read
+            and ONNX Runtime fuses) or ``"qoperator"`` (QLinearConv and friends, ONNX Runtime only).
+        activations: ``"s8"`` (symmetric signed) or ``"u8"`` (asymmetric unsigned) activations.
+        op_types: operators whose inputs are quantized.
+        per_channel: one weight scale per output channel instead of one per tensor.
+        reduce_range: 7-bit weights (only useful on x86 without VNNI, where 8-bit products overflow).
+        keep_head_fp32: leave :func:`detection_tail` (the head's last convolutions and box decoding)
+            in float32.
+        purpose: what the recipe is for (written into benchmark notes).
+    """
+
+    format: Literal["qdq", "qoperator"]
+    activations: Literal["s8", "u8"]
+    op_types: tuple[str, ...]
+    per_channel: bool = True
+    reduce_range: bool = False
+    keep_head_fp32: bool = False
+    purpose: str = ""
+
+
+#: Named recipes. ``tensorrt`` is the one :func:`prepare_graph` builds engines from.
+INT8_RECIPES: dict[str, Int8Recipe] = {
+    "tensorrt": Int8Recipe(
+        format="qdq",
+        activations="s8",
+        op_types=INT8_OPS,
+        purpose="TensorRT explicit quantization: symmetric S8S8 Q/DQ on convolution and matmul inputs",
+    ),
+    "cpu-qdq": Int8Recipe(
+        format="qdq",
+        activations="u8",
+        op_types=CPU_INT8_OPS,
+        keep_head_fp32=True,
+        purpose="ONNX Runtime / OpenVINO CPU: U8S8 Q/DQ on every layer but the head's tail, per-channel weights",
+    ),
+    "cpu-qoperator": Int8Recipe(
+        format="qoperator",
+        activations="u8",
+        op_types=CPU_INT8_OPS,
+        keep_head_fp32=True,
+        purpose="ONNX Runtime CPU: U8S8 QLinear* operators on every layer but the head's tail, per-channel weights",
+    ),
+    "openvino": Int8Recipe(
+        format="qdq",
+        activations="u8",
+        op_types=INT8_OPS,
+        keep_head_fp32=True,
+        purpose="OpenVINO CPU: U8S8 Q/DQ on convolution inputs but the head's tail (OpenVINO's "
+        "low-precision transformations carry INT8 through the activations themselves)",
+    ),
+}
 
 
 class PrecisionError(ValueError):
@@ -124,21 +202,25 @@ def quantize_int8(
     reader: CalibrationReader,
     *,
     method: CalibrationMethodName = "entropy",
+    recipe: str = "tensorrt",
 ) -> Path:
-    """Write an explicitly quantized (Q/DQ) INT8 copy of a float32 graph for TensorRT.
+    """Write a statically quantized INT8 copy of a float32 graph.
 
     Args:
         onnx_path: the float32 graph.
-        out_path: where the Q/DQ graph goes.
+        out_path: where the quantized graph goes.
         reader: the calibration batches.
         method: ``"entropy"`` (KL divergence, default), ``"minmax"`` or ``"percentile"`` (99.999).
+        recipe: a name in :data:`INT8_RECIPES`; ``"tensorrt"`` (default) writes the symmetric Q/DQ
+            graph TensorRT needs, the ``cpu-*`` recipes graphs for CPU runtimes.
 
     Returns:
         ``out_path``.
 
     Raises:
-        PrecisionError: an unknown method.
+        PrecisionError: an unknown method or recipe.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods: dict[str, Any] = {
@@ -148,21 +230,99 @@ def quantize_int8(
     }
     if method not in methods:
         raise PrecisionError(f"unknown calibration method {method!r}; expected one of {sorted(methods)}")
+    if recipe not in INT8_RECIPES:
+        raise PrecisionError(f"unknown INT8 recipe {recipe!r}; expected one of {sorted(INT8_RECIPES)}")
+    how = INT8_RECIPES[recipe]
+    model = constants_as_initializers(onnx.load(str(onnx_path)))
+    excluded = detection_tail(model) if how.keep_head_fp32 else []
     reader.rewind()
     quantize_static(
-        str(onnx_path),
+        model,
         str(out_path),
         reader,  # duck-typed CalibrationDataReader: get_next() and rewind()
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(INT8_OPS),
-        per_channel=True,
-        activation_type=QuantType.QInt8,
+        quant_format=QuantFormat.QDQ if how.format == "qdq" else QuantFormat.QOperator,
+        op_types_to_quantize=list(how.op_types),
+        per_channel=how.per_channel,
+        reduce_range=how.reduce_range,
+        activation_type=QuantType.QInt8 if how.activations == "s8" else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
         calibrate_method=methods[method],
-        # Zero points of 0: TensorRT supports symmetric INT8 only.
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        # Signed activations are symmetric (zero points of 0: TensorRT supports nothing else);
+        # unsigned ones use their zero point to cover post-SiLU ranges like [-0.28, 12].
+        extra_options={"ActivationSymmetric": how.activations == "s8", "WeightSymmetric": True},
     )
     return Path(out_path)
+
+
+def constants_as_initializers(model: Any) -> Any:
+    """Turn ``Constant`` nodes, and ``Identity`` nodes of initializers, into initializers, in place.
+
+    An export that was not simplified (e.g. ``simplify=False``) feeds convolution biases from
+    Constant nodes, or through Identity nodes from a shared initializer (the exporter deduplicates
+    equal tensors); the quantizer looks biases up among the initializers only, and its QOperator
+    path fails on them. The values and the graph's computation are unchanged.
+
+    Args:
+        model: an ``onnx.ModelProto``.
+
+    Returns:
+        ``model``.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    values = {t.name: t for t in graph.initializer}
+    kept = []
+    for node in graph.node:  # graph order: an Identity's source is known before the Identity
+        if node.op_type == "Constant":
+            tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+        elif node.op_type == "Identity" and node.input[0] in values:
+            tensor = values[node.input[0]]
+        else:
+            tensor = None
+        if tensor is None:  # other nodes, and other Constant forms (value_float, sparse_value, ...)
+            kept.append(node)
+            continue
+        initializer = numpy_helper.from_array(numpy_helper.to_array(tensor), node.output[0])
+        graph.initializer.append(initializer)
+        values[initializer.name] = initializer
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
+
+
+def detection_tail(model: Any) -> list[str]:
+    """Names of the nodes between a detection head's last learned convolutions and the outputs.
+
+    Walks back from the graph outputs and stops at each convolution it meets, which belongs to the
+    tail too (the last convolution of a box or class branch). Two exceptions keep the walk exact
+    for YOLO heads: a convolution fed by a Softmax is the distribution-focal-loss expectation (fixed
+    weights 0..15, part of box decoding), so the walk goes on through it; and a ``Shape`` node's
+    input is not followed, since only its dimensions, not its values, reach the output.
+
+    Args:
+        model: an ``onnx.ModelProto``.
+
+    Returns:
+        Node names (for ``quantize_static(nodes_to_exclude=...)``), in graph order.
+    """
+    nodes = list(model.graph.node)
+    producer = {out: n for n in nodes for out in n.output}
+    tail: set[str] = set()
+    stack = [producer[o.name] for o in model.graph.output if o.name in producer]
+    while stack:
+        node = stack.pop()
+        if node.name in tail:
+            continue
+        tail.add(node.name)
+        if node.op_type == "Shape":
+            continue
+        feeders = [producer[i] for i in node.input if i in producer]
+        if node.op_type == "Conv" and not any(f.op_type == "Softmax" for f in feeders):
+            continue
+        stack.extend(feeders)
+    return [n.name for n in nodes if n.name in tail]
 
 
 def quantization_summary(onnx_path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from detectors.yolo import HEAD_FORMATS, DecodeOptions, decode_batch
-from vision.letterbox import LetterboxTransform, letterbox, to_nchw
+from vision.letterbox import LetterboxTransform, letterbox_nchw
 from vision.modelcard import ModelCardError, load_verified
 from vision.runtime.base import BackendError, InferenceBackend
 from vision.runtime.registry import create_backend
@@ -166,25 +166,33 @@ class YoloDetector:
     def class_names(self) -> tuple[str, ...]:
         return self.spec.class_names
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(
+        self, images: Sequence[np.ndarray], *, original_hw: Sequence[tuple[int, int]] | None = None
+    ) -> list[Detections]:
         """Detect objects in a batch of images.
 
         Args:
             images: ``(H, W, 3)`` uint8 RGB arrays; sizes may differ.
+            original_hw: per image, the ``(height, width)`` of the original that image was decoded
+                from at reduced scale (:func:`vision.imageio.decode_image_reduced`); boxes are then
+                reported in the original's pixels. ``None``: the images are the originals.
 
         Returns:
             One :class:`Detections` per image, boxes ``x1, y1, x2, y2`` in that image's original pixels,
             sorted by descending confidence. Timings are left in :attr:`last_timings`.
 
         Raises:
-            ValueError: an image is not ``(H, W, 3)`` uint8.
+            ValueError: an image is not ``(H, W, 3)`` uint8, or ``original_hw`` does not hold one
+                positive ``(height, width)`` per image.
             BackendError: the backend failed or returned no output the spec names.
             YoloOutputError: the model's output is not a known detection-head layout.
         """
-        detections, self.last_timings = self.detect_with_timings(images)
+        detections, self.last_timings = self.detect_with_timings(images, original_hw=original_hw)
         return detections
 
-    def detect_with_timings(self, images: Sequence[np.ndarray]) -> tuple[list[Detections], StageTimings]:
+    def detect_with_timings(
+        self, images: Sequence[np.ndarray], *, original_hw: Sequence[tuple[int, int]] | None = None
+    ) -> tuple[list[Detections], StageTimings]:
         """Like :meth:`detect`, but return the timings instead of storing them (safe to share)."""
         for i, image in enumerate(images):
             if not (
@@ -199,15 +207,16 @@ class YoloDetector:
                     f"image {i} must be a non-empty (H, W, 3) uint8 array, got "
                     f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image).__name__)}"
                 )
+        sizes = _original_sizes(images, original_hw)
         results: list[Detections] = []
         pre = model = post = 0.0
         calls = 0
         for start in range(0, len(images), self.chunk_size):
-            chunk = images[start : start + self.chunk_size]
+            chunk = slice(start, start + self.chunk_size)
             t0 = time.perf_counter()
-            tensor, transforms = self._preprocess(chunk)
+            tensor, transforms = self._preprocess(images[chunk], sizes[chunk])
             t1 = time.perf_counter()
-            output = self._run(tensor)[: len(chunk)]
+            output = self._run(tensor)[: len(transforms)]
             t2 = time.perf_counter()
             results.extend(self._postprocess(output, transforms))
             t3 = time.perf_counter()
@@ -260,19 +269,22 @@ class YoloDetector:
             for record, det in zip(records, detections, strict=True)
         ]
 
-    def _preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxTransform]]:
+    def _preprocess(
+        self, images: Sequence[np.ndarray], original_hw: Sequence[tuple[int, int]]
+    ) -> tuple[np.ndarray, list[LetterboxTransform]]:
         spec = self.spec
-        boxed, transforms = [], []
-        for image in images:
-            padded, transform = letterbox(image, spec.input_size, pad_value=spec.pad_value)
-            boxed.append(padded)
-            transforms.append(transform)
-        if self._fixed_batch is not None and len(boxed) < self._fixed_batch:
-            # Fill a static-batch graph with padding images; their outputs are dropped.
-            filler = np.full_like(boxed[0], spec.pad_value)
-            boxed.extend([filler] * (self._fixed_batch - len(boxed)))
-        tensor = to_nchw(boxed, mean=spec.mean, std=spec.std, dtype=np.dtype(spec.input_dtype))
-        return tensor, transforms
+        # Letterbox and normalise straight into the batch tensor; a static-batch graph gets padding
+        # images after the real ones (their outputs are dropped).
+        return letterbox_nchw(
+            images,
+            spec.input_size,
+            pad_value=spec.pad_value,
+            mean=spec.mean,
+            std=spec.std,
+            dtype=np.dtype(spec.input_dtype),
+            src_hw=original_hw,
+            batch=max(self._fixed_batch or 0, len(images)),
+        )
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
         outputs = self.backend.run({self.spec.input_name: tensor})
@@ -292,6 +304,22 @@ class YoloDetector:
     def _postprocess(self, output: np.ndarray, transforms: Sequence[LetterboxTransform]) -> list[Detections]:
         decoded = decode_batch(output, self.options, head=self.head)
         return [_to_original(d, t) for d, t in zip(decoded, transforms, strict=True)]
+
+
+def _original_sizes(
+    images: Sequence[np.ndarray], original_hw: Sequence[tuple[int, int]] | None
+) -> list[tuple[int, int]]:
+    """Each image's original ``(height, width)``: its own shape unless ``original_hw`` says otherwise."""
+    if original_hw is None:
+        return [(int(im.shape[0]), int(im.shape[1])) for im in images]
+    if len(original_hw) != len(images):
+        raise ValueError(f"original_hw has {len(original_hw)} sizes for {len(images)} images")
+    sizes = []
+    for i, hw in enumerate(original_hw):
+        if len(hw) != 2 or int(hw[0]) < 1 or int(hw[1]) < 1:
+            raise ValueError(f"original_hw[{i}] must be a positive (height, width), got {hw!r}")
+        sizes.append((int(hw[0]), int(hw[1])))
+    return sizes
 
 
 def _to_original(det: Detections, transform: LetterboxTransform) -> Detections:

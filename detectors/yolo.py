@@ -167,10 +167,15 @@ def decode_anchor_free(pred: np.ndarray, options: DecodeOptions) -> Detections:
         cls_idx, anchor_idx = np.nonzero(scores >= thr[:, None])
         conf = scores[cls_idx, anchor_idx]
     else:
-        best = scores.argmax(axis=0)  # (A,)
-        best_conf = np.take_along_axis(scores, best[None, :], axis=0)[0]
-        anchor_idx = np.flatnonzero(best_conf >= thr[best])
-        cls_idx, conf = best[anchor_idx], best_conf[anchor_idx]
+        # Only anchors whose best score clears the lowest class threshold can survive: pick them
+        # with one vectorised max before the (costlier) argmax, which then runs on a few anchors.
+        cand = np.flatnonzero(scores.max(axis=0) >= thr.min())
+        cand_scores = scores[:, cand]
+        best = cand_scores.argmax(axis=0)
+        best_conf = np.take_along_axis(cand_scores, best[None, :], axis=0)[0]
+        keep_cand = np.flatnonzero(best_conf >= thr[best])
+        anchor_idx = cand[keep_cand]
+        cls_idx, conf = best[keep_cand], best_conf[keep_cand]
 
     boxes = pred[:4, anchor_idx].T.astype(np.float32, copy=False)  # (n, 4) cx, cy, w, h
     # A non-finite box or score (a broken export, fp16 overflow) must not reach the report.

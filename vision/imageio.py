@@ -42,21 +42,24 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from vision.types import ImageRecord, Modality
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "JPEG_REDUCTIONS",
     "SUPPORTED_FORMATS",
     "CorruptImageError",
     "EmptyImageError",
     "ImageDecodeError",
     "ImageInfo",
     "ImageTooLargeError",
+    "ReducedImage",
     "UnsupportedFormatError",
     "decode_image",
+    "decode_image_reduced",
     "encode_jpeg",
     "encode_png",
     "load_record",
@@ -227,8 +230,83 @@ def decode_image(
         UnsupportedFormatError: not a supported format or pixel mode.
         CorruptImageError: truncated or malformed.
     """
-    pixels, _ = _decode(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return pixels
+    return _decode(data, max_bytes=max_bytes, max_pixels=max_pixels).pixels
+
+
+#: Scales libjpeg can decode at directly (its scaled inverse DCT), largest reduction first.
+JPEG_REDUCTIONS: tuple[int, ...] = (8, 4, 2)
+
+
+@dataclass(frozen=True)
+class ReducedImage:
+    """An image decoded at a reduced scale, with the size of the original it stands for.
+
+    Attributes:
+        pixels: ``(h, w, 3)`` uint8 RGB, C-contiguous and writable, EXIF orientation applied;
+            ``h = ceil(H / factor)`` and ``w = ceil(W / factor)``.
+        original_hw: ``(H, W)`` of the full-resolution image, EXIF orientation applied: the
+            coordinate frame boxes must be reported in.
+        factor: 1 (decoded at full size), 2, 4 or 8.
+    """
+
+    pixels: npt.NDArray[np.uint8]
+    original_hw: tuple[int, int]
+    factor: int
+
+
+def decode_image_reduced(
+    data: bytes,
+    fit_hw: tuple[int, int],
+    *,
+    max_factor: int = 2,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ReducedImage:
+    """Decode an image only as large as a letterbox into ``fit_hw`` needs, like :func:`decode_image`.
+
+    A letterbox shrinks an ``H x W`` image by ``r = min(fit_h / H, fit_w / W)``. A JPEG for which
+    ``r <= 1/2`` (``1/4``, ``1/8``) is decoded by libjpeg at half (a quarter, an eighth) of its size
+    with its scaled inverse DCT, which skips most of the decoding work; the decoded image is then
+    still at least ``round(H * r) x round(W * r)``, so the letterbox resize only shrinks it further
+    and no detail the network input could hold is lost. Every other image (other formats, a JPEG
+    that is not that much larger) is decoded at full size (``factor == 1``).
+
+    The pixels are not those of a full decode followed by the resize: the scaled IDCT averages
+    each block, where a bilinear resize samples. A detector sees slightly different (smoother)
+    input, so detections move by model noise. The further the reduction, the further the input
+    drifts from the bilinear-shrunk images a model was trained on, hence ``max_factor`` 2 by
+    default: measure a model's detections with and without before allowing more.
+
+    Limits and errors are those of :func:`decode_image` and apply to the *full* size declared by
+    the header, so the answer to an upload does not depend on ``fit_hw``.
+
+    Args:
+        data: the encoded file.
+        fit_hw: ``(height, width)`` the image will be letterboxed into (the network input).
+        max_factor: the largest reduction allowed: 1 (never reduce), 2 (default), 4 or 8.
+        max_bytes: largest accepted ``len(data)``.
+        max_pixels: largest accepted ``width * height`` declared by the header.
+
+    Returns:
+        The :class:`ReducedImage`; give ``original_hw`` to the letterbox
+        (:func:`vision.letterbox.letterbox_nchw` ``src_hw``) so boxes map to original pixels.
+
+    Raises:
+        ValueError: ``fit_hw`` is not two positive integers, or ``max_factor`` is not 1, 2, 4 or 8.
+        ImageDecodeError: as :func:`decode_image`.
+    """
+    if len(fit_hw) != 2 or int(fit_hw[0]) < 1 or int(fit_hw[1]) < 1:
+        raise ValueError(f"fit_hw must be a positive (height, width), got {fit_hw!r}")
+    if max_factor not in (1, *JPEG_REDUCTIONS):
+        raise ValueError(f"max_factor must be one of 1, 2, 4, 8, got {max_factor!r}")
+    decoded = _decode(
+        data,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        fit_hw=(int(fit_hw[0]), int(fit_hw[1])),
+        max_factor=max_factor,
+    )
+    return ReducedImage(pixels=decoded.pixels, original_hw=decoded.original_hw, factor=decoded.factor)
 
 
 def read_image_file(
@@ -292,7 +370,8 @@ def load_record(
         ImageDecodeError: as :func:`decode_image`.
         ValueError: ``modality`` is not a known modality.
     """
-    pixels, info = _decode(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    decoded = _decode(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    pixels, info = decoded.pixels, decoded.info
     meta: dict[str, Any] = dict(source or {})
     meta.update(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -356,7 +435,17 @@ def window_to_uint8(values: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
 # ------------------------------------------------------------------------------------ internals
 
 
-def _decode(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[npt.NDArray[np.uint8], ImageInfo]:
+@dataclass(frozen=True)
+class _Decoded:
+    pixels: npt.NDArray[np.uint8]
+    info: ImageInfo
+    original_hw: tuple[int, int]  # full size, EXIF orientation applied
+    factor: int
+
+
+def _decode(
+    data: bytes, *, max_bytes: int, max_pixels: int, fit_hw: tuple[int, int] | None = None, max_factor: int = 1
+) -> _Decoded:
     _check_limit_args(max_bytes, max_pixels)
     _check_bytes(data, max_bytes=max_bytes)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -376,16 +465,36 @@ def _decode(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[npt.NDArra
                 limit=max_pixels,
                 actual=info.pixels,
             )
+        factor = _draft(im, info, fit_hw, max_factor) if fit_hw is not None else 1
         try:
             im.load()
         except MemoryError:
             raise
         except Exception as exc:  # Pillow plugins raise OSError, SyntaxError, zlib.error, ...
             raise CorruptImageError(f"{info.format} image is truncated or corrupt: {exc}") from exc
-        _apply_exif_orientation(im)
-        return _to_rgb(im, info), info
+        swapped = _apply_exif_orientation(im)
+        original_hw = (info.width, info.height) if swapped else (info.height, info.width)
+        return _Decoded(_to_rgb(im, info), info, original_hw, factor)
     finally:
         im.close()
+
+
+def _draft(im: ImageFile.ImageFile, info: ImageInfo, fit_hw: tuple[int, int], max_factor: int) -> int:
+    """Ask a JPEG decoder for the largest reduction a letterbox into ``fit_hw`` allows; returns it."""
+    if info.format != "JPEG":
+        return 1
+    swapped = _exif_orientation(im) in _SWAPPING_ORIENTATIONS
+    height, width = (info.width, info.height) if swapped else (info.height, info.width)
+    gain = min(fit_hw[0] / height, fit_hw[1] / width)
+    factor = next((f for f in JPEG_REDUCTIONS if f <= max_factor and f * gain <= 1.0), 1)
+    if factor == 1:
+        return 1
+    # Pillow picks the largest of 8, 4, 2 not above min(W // w, H // h) of the size asked for, so
+    # asking for (W // factor, H // factor) gets exactly ``factor``; it reports the scale it chose.
+    drafted = im.draft(None, (max(info.width // factor, 1), max(info.height // factor, 1)))
+    if drafted is None:  # a file of several tiles, which Pillow's JPEG plugin does not scale
+        return 1
+    return round(info.width / drafted[1][2])
 
 
 def _check_limit_args(max_bytes: int, max_pixels: int) -> None:
@@ -456,14 +565,32 @@ def _info(im: ImageFile.ImageFile) -> ImageInfo:
     return ImageInfo(format=fmt, width=int(width), height=int(height), mode=im.mode)
 
 
-def _apply_exif_orientation(im: Image.Image) -> None:
+#: EXIF orientations that turn the stored image by 90 degrees (width and height swap).
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored), read from the header; 1 when unreadable."""
     try:
+        return int(im.getexif().get(ExifTags.Base.Orientation, 1))
+    except MemoryError:
+        raise
+    except Exception:
+        return 1  # _apply_exif_orientation logs the problem
+
+
+def _apply_exif_orientation(im: Image.Image) -> bool:
+    """Apply the EXIF orientation in place; returns whether width and height were swapped."""
+    try:
+        orientation = _exif_orientation(im)
         ImageOps.exif_transpose(im, in_place=True)
     except MemoryError:
         raise
     except Exception as exc:
         # Malformed EXIF does not make the pixels wrong; keep the stored orientation.
         logger.warning("ignoring unreadable EXIF orientation: %s", exc)
+        return False
+    return orientation in _SWAPPING_ORIENTATIONS
 
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})

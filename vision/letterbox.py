@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LetterboxTransform", "letterbox", "to_nchw"]
+__all__ = ["LetterboxTransform", "letterbox", "letterbox_nchw", "to_nchw"]
 
 
 @dataclass(frozen=True)
@@ -195,28 +196,16 @@ def to_nchw(
     Returns:
         ``(B, 3, h, w)`` C-contiguous array of ``dtype``.
     """
-    out_dtype = np.dtype(dtype)
-    if out_dtype.kind != "f":
-        raise ValueError(f"dtype must be a float dtype, got {out_dtype}")
+    norm = _Normaliser.build(mean, std, dtype)
     if len(images) == 0:
         raise ValueError("to_nchw needs at least one image")
     first = images[0]
     shape = getattr(first, "shape", None)
     if shape is None or len(shape) != 3 or shape[2] != 3:
         raise ValueError(f"images must be (h, w, 3) uint8 arrays, got {shape}")
-    mean_arr = np.asarray(mean, dtype=np.float64).reshape(3, 1, 1)
-    std_arr = np.asarray(std, dtype=np.float64).reshape(3, 1, 1)
-    if np.any(std_arr == 0):
-        raise ValueError(f"std must be non-zero, got {std}")
     h, w = int(shape[0]), int(shape[1])
-    out = np.empty((len(images), 3, h, w), dtype=out_dtype)
-    # float16 has too little precision for the intermediate steps: compute them in float32.
-    work_dtype = np.dtype(np.float32) if out_dtype.itemsize < 4 else out_dtype
-    scratch = np.empty((3, h, w), dtype=work_dtype) if work_dtype != out_dtype else None
-    subtract_mean = bool(np.any(mean_arr != 0))
-    divide_std = bool(np.any(std_arr != 1))
-    mean_w = mean_arr.astype(work_dtype)
-    std_w = std_arr.astype(work_dtype)
+    out = np.empty((len(images), 3, h, w), dtype=norm.out_dtype)
+    scratch = norm.scratch((h, w))
     for i, img in enumerate(images):
         if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (h, w, 3)):
             raise ValueError(
@@ -224,14 +213,155 @@ def to_nchw(
                 f"every image must be ({h}, {w}, 3) uint8"
             )
         target = scratch if scratch is not None else out[i]
-        np.divide(img.transpose(2, 0, 1), np.asarray(255.0, dtype=work_dtype), out=target)
-        if subtract_mean:
-            target -= mean_w
-        if divide_std:
-            target /= std_w
+        norm.write(img, target)
         if scratch is not None:
             out[i] = scratch
     return out
+
+
+def letterbox_nchw(
+    images: Sequence[npt.NDArray[np.uint8]],
+    size: tuple[int, int],
+    *,
+    pad_value: int = 114,
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    dtype: npt.DTypeLike = np.float32,
+    src_hw: Sequence[tuple[int, int]] | None = None,
+    batch: int | None = None,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[npt.NDArray[np.floating], list[LetterboxTransform]]:
+    """Letterbox images straight into a normalised ``(B, 3, h, w)`` network input.
+
+    The values are bit for bit those of ``to_nchw([letterbox(im, size)[0] for im in images])``,
+    but each image is resized once and its normalised planes are written into the one output
+    array: the padded uint8 canvas and its copy are never made, and the padding is filled with
+    the (pre-computed) normalised pad value instead of being converted pixel by pixel.
+
+    Args:
+        images: ``(H, W, 3)`` uint8 arrays (any channel order; it is kept), sizes may differ.
+        size: ``(height, width)`` of the network input.
+        pad_value: value of every channel of the padding, ``0..255``.
+        mean: per-channel mean subtracted after scaling to ``[0, 1]``.
+        std: per-channel standard deviation divided by, each non-zero.
+        dtype: output float dtype, float32 (default), float16 or float64.
+        src_hw: per image, the ``(height, width)`` of the original it was decoded from at reduced
+            scale (:func:`vision.imageio.decode_image_reduced`). Each transform is then fitted to
+            that original, so :meth:`LetterboxTransform.to_original` maps boxes to *original*
+            pixels, while the pixels resized to :attr:`LetterboxTransform.resized_hw` come from
+            the smaller decoded image. ``None``: every image is its own original.
+        batch: rows of the output, at least ``len(images)`` (default: exactly that); rows after
+            the images are all padding (to fill a graph with a static batch size).
+        interpolation: OpenCV interpolation flag, as :func:`letterbox`.
+
+    Returns:
+        ``(tensor, transforms)``: the ``(batch, 3, size[0], size[1])`` C-contiguous array of
+        ``dtype`` and one :class:`LetterboxTransform` per image.
+
+    Raises:
+        ValueError: no images, an image is not ``(H, W, 3)`` uint8, ``src_hw`` does not have one
+            positive ``(height, width)`` per image, ``batch`` is smaller than the number of images,
+            or a bad ``pad_value``, ``std`` or ``dtype``.
+    """
+    norm = _Normaliser.build(mean, std, dtype)
+    if not 0 <= pad_value <= 255:
+        raise ValueError(f"pad_value must be in 0..255, got {pad_value}")
+    if len(images) == 0:
+        raise ValueError("letterbox_nchw needs at least one image")
+    if src_hw is not None and len(src_hw) != len(images):
+        raise ValueError(f"src_hw has {len(src_hw)} sizes for {len(images)} images")
+    rows = len(images) if batch is None else batch
+    if rows < len(images):
+        raise ValueError(f"batch must be at least the number of images ({len(images)}), got {batch}")
+    dst_h, dst_w = _positive_hw(size, "size")
+    out = np.empty((rows, 3, dst_h, dst_w), dtype=norm.out_dtype)
+    scratch = norm.scratch((dst_h, dst_w))
+    pad = norm.pad_column(pad_value)
+    transforms: list[LetterboxTransform] = []
+    for i, image in enumerate(images):
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            raise ValueError(
+                f"image {i} must be an (H, W, 3) uint8 array, got {getattr(image, 'shape', None)} "
+                f"{getattr(image, 'dtype', type(image).__name__)}"
+            )
+        original = (image.shape[0], image.shape[1]) if src_hw is None else src_hw[i]
+        transform = LetterboxTransform.fit(original, (dst_h, dst_w))
+        transforms.append(transform)
+        new_h, new_w = transform.resized_hw
+        resized: npt.NDArray[np.uint8] = np.ascontiguousarray(image)
+        if (new_h, new_w) != resized.shape[:2]:
+            resized = np.asarray(cv2.resize(resized, (new_w, new_h), interpolation=interpolation), dtype=np.uint8)
+        target = scratch if scratch is not None else out[i]
+        top, left = transform.pad_y, transform.pad_x
+        norm.write(resized, target[:, top : top + new_h, left : left + new_w])
+        target[:, :top] = pad
+        target[:, top + new_h :] = pad
+        target[:, top : top + new_h, :left] = pad
+        target[:, top : top + new_h, left + new_w :] = pad
+        if scratch is not None:
+            out[i] = scratch
+    if rows > len(images):
+        out[len(images) :] = pad.astype(norm.out_dtype)
+    return out, transforms
+
+
+@dataclass(frozen=True)
+class _Normaliser:
+    """``(x / 255 - mean[c]) / std[c]``, step by step in a fixed work dtype.
+
+    The steps and their order fix the rounding, so :func:`to_nchw` and :func:`letterbox_nchw`,
+    which share this, produce the same bits. float16 has too little precision for the
+    intermediate steps: it is computed in float32 and rounded once at the end.
+    """
+
+    out_dtype: np.dtype
+    work_dtype: np.dtype
+    mean: npt.NDArray[np.floating]  # (3, 1, 1) in work_dtype
+    std: npt.NDArray[np.floating]  # (3, 1, 1) in work_dtype
+    subtract_mean: bool
+    divide_std: bool
+
+    @classmethod
+    def build(cls, mean: tuple[float, float, float], std: tuple[float, float, float], dtype: npt.DTypeLike) -> Self:
+        out_dtype = np.dtype(dtype)
+        if out_dtype.kind != "f":
+            raise ValueError(f"dtype must be a float dtype, got {out_dtype}")
+        mean_arr = np.asarray(mean, dtype=np.float64).reshape(3, 1, 1)
+        std_arr = np.asarray(std, dtype=np.float64).reshape(3, 1, 1)
+        if np.any(std_arr == 0):
+            raise ValueError(f"std must be non-zero, got {std}")
+        work_dtype = np.dtype(np.float32) if out_dtype.itemsize < 4 else out_dtype
+        return cls(
+            out_dtype=out_dtype,
+            work_dtype=work_dtype,
+            mean=mean_arr.astype(work_dtype),
+            std=std_arr.astype(work_dtype),
+            subtract_mean=bool(np.any(mean_arr != 0)),
+            divide_std=bool(np.any(std_arr != 1)),
+        )
+
+    def scratch(self, hw: tuple[int, int]) -> npt.NDArray[np.floating] | None:
+        """A ``(3, h, w)`` work buffer when the output dtype is not the work dtype, else ``None``."""
+        return np.empty((3, *hw), dtype=self.work_dtype) if self.work_dtype != self.out_dtype else None
+
+    def write(self, image: npt.NDArray[np.uint8], target: npt.NDArray[np.floating]) -> None:
+        """Normalise an ``(h, w, 3)`` uint8 image into a ``(3, h, w)`` view of the work dtype."""
+        # cv2.split de-interleaves into three contiguous planes with SIMD; a division reading the
+        # (h, w, 3) array through a transposed view instead walks memory with a stride of 3.
+        planes = cv2.split(image)
+        for c in range(3):
+            plane = target[c]
+            np.divide(planes[c], np.asarray(255.0, dtype=self.work_dtype), out=plane)
+            if self.subtract_mean:
+                plane -= self.mean[c]
+            if self.divide_std:
+                plane /= self.std[c]
+
+    def pad_column(self, pad_value: int) -> npt.NDArray[np.floating]:
+        """The normalised value of a ``pad_value`` pixel, ``(3, 1, 1)`` in the work dtype."""
+        column = np.empty((3, 1, 1), dtype=self.work_dtype)
+        self.write(np.full((1, 1, 3), pad_value, dtype=np.uint8), column)
+        return column
 
 
 def _resized_hw(src_h: int, src_w: int, r: float) -> tuple[int, int]:

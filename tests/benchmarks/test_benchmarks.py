@@ -217,6 +217,81 @@ def test_throughput_detector_backends_peers_and_ratios(tmp_path: Path, tiny_yolo
     assert csv_rows[0]["backend"] == doc["results"][0]["backend"] and "images_per_s" in csv_rows[0]
 
 
+def test_throughput_openvino_pipelined_mode_and_reduced_decode(tmp_path: Path, tiny_yolo: tuple[Path, Path]) -> None:
+    import importlib.util
+
+    card, _ = tiny_yolo
+    run_throughput(
+        tmp_path,
+        card,
+        "--backends",
+        "onnxruntime-fp32,onnxruntime-int8,openvino-fp32,openvino-int8",
+        "--int8",
+        "auto",
+        "--modes",
+        "e2e,pipelined",
+        "--reduced-decode",
+        "2",
+        "--image-size",
+        "160",  # twice the tiny model's 64 px input at least: decoded at half size
+        "--no-plot",
+    )
+    doc, _ = read_outputs(tmp_path, "throughput-tiny_yolo", plot=False)
+    assert doc["failed"] is False and doc["args"]["reduced_decode"] == 2
+    have_openvino = importlib.util.find_spec("openvino") is not None
+    ours = ["onnxruntime-fp32", "onnxruntime-int8"] + (["openvino-fp32", "openvino-int8"] if have_openvino else [])
+    expected = {(b, m, n) for b in ours for m in ("e2e", "pipelined") for n in (1, 2)}
+    assert {(r["backend"], r["mode"], r["batch"]) for r in doc["results"]} == expected
+    stages = ("preprocess", "model", "postprocess")
+    for row in doc["results"]:
+        check_latencies(row)
+        first = "decode_wait" if row["mode"] == "pipelined" else "decode"
+        assert all(row[f"{s}_ms_per_image"] >= 0 for s in (first, *stages))
+        assert sum(row[f"{s}_ms_per_image"] for s in (first, *stages)) <= row["ms_per_image"] * 1.05 + 0.05
+    notes = {s["backend"]: s["notes"] for s in doc["subjects"]}
+    assert "recipe cpu-qoperator" in notes["onnxruntime-int8"]
+    if have_openvino:
+        assert "recipe openvino" in notes["openvino-int8"] and "OpenVINO" in notes["openvino-fp32"]
+        assert doc["machine"]["packages"]["openvino"]
+    else:
+        skipped = {s["backend"]: s["reason"] for s in doc["skipped"]}
+        assert skipped == {b: skipped[b] for b in ("openvino-fp32", "openvino-int8")}
+        assert all("OpenVINO is not installed" in r for r in skipped.values())
+
+
+def test_prefetcher_hands_over_the_batch_it_started_for_exactly_those_bytes() -> None:
+    calls: list[tuple[bytes, ...]] = []
+
+    def decode(encoded):
+        calls.append(tuple(encoded))
+        return [np.zeros((1, 1, 3), np.uint8)] * len(encoded), None
+
+    prefetcher = throughput.Prefetcher(decode)
+    try:
+        first, second = [b"a"], [b"b", b"c"]
+        images, original_hw = prefetcher.take(first)  # nothing started: decoded now
+        assert len(images) == 1 and original_hw is None
+        prefetcher.start(second)
+        images, _ = prefetcher.take(second)  # started before: not decoded again
+        assert len(images) == 2 and calls == [(b"a",), (b"b", b"c")]
+        prefetcher.start(first)
+        prefetcher.take([b"a"])  # equal bytes but another list: decoded again, after the started one
+        assert calls == [(b"a",), (b"b", b"c"), (b"a",), (b"a",)]
+        prefetcher.start(second)
+        prefetcher.settle()
+        assert calls[-1] == (b"b", b"c")
+        prefetcher.take(second)  # settled: dropped, decoded now
+        assert len(calls) == 6
+    finally:
+        prefetcher.close()
+
+
+def test_throughput_int8_recipe_names_are_the_deploy_recipes() -> None:
+    from deploy.precision import INT8_RECIPES
+
+    assert tuple(sorted(INT8_RECIPES)) == throughput.INT8_RECIPE_NAMES
+
+
 def test_throughput_embedder_from_folder(tmp_path: Path, tiny_embedder: tuple[Path, Path]) -> None:
     from tests.deploy.fixtures import crops
     from vision.imageio import encode_png

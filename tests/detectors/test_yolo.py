@@ -328,6 +328,34 @@ def test_detector_maps_letterbox_boxes_back_to_original_pixels(tmp_path):
     assert t.preprocess_ms > 0 and t.model_ms > 0 and t.postprocess_ms > 0
 
 
+def test_detector_maps_boxes_of_reduced_images_to_original_pixels(tmp_path):
+    # The constant head puts a cat at (22, 27)-(42, 37) of the 64x64 input whatever the pixels, so
+    # a half-size decode of a 64 x 128 original (given its original size) must report the boxes the
+    # full-size image gets, in the original's pixels.
+    constant = anchor_free([(32, 32, 20, 10, 0, 0.9)])[None]
+    detector = YoloDetector.from_card(write_card(tmp_path, constant), threads=1)
+    full = np.zeros((64, 128, 3), np.uint8)
+    half = np.zeros((32, 64, 3), np.uint8)
+
+    (expected,) = detector.detect([full])
+    (got,) = detector.detect([half], original_hw=[(64, 128)])
+    (unscaled,) = detector.detect([half])
+
+    np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=1e-3)
+    np.testing.assert_allclose(got.xyxy, [[44, 22, 84, 42]], atol=1e-3)
+    np.testing.assert_allclose(unscaled.xyxy, [[22, 11, 42, 21]], atol=1e-3)  # the half image's own pixels
+
+
+@pytest.mark.parametrize(
+    ("original_hw", "match"),
+    [([(64, 128), (64, 128)], "2 sizes for 1 images"), ([(0, 128)], "positive"), ([(64,)], "positive")],
+)
+def test_detector_rejects_bad_original_sizes(tmp_path, original_hw, match):
+    detector = YoloDetector.from_card(write_card(tmp_path, anchor_free([])[None]))
+    with pytest.raises(ValueError, match=match):
+        detector.detect([np.zeros((32, 64, 3), np.uint8)], original_hw=original_hw)
+
+
 def test_detector_on_an_end_to_end_model(tmp_path):
     rows = np.zeros((1, 10, 6), np.float32)
     rows[0, 0] = (22, 27, 42, 37, 0.8, 2)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vision.letterbox import LetterboxTransform, letterbox, to_nchw
+from vision.letterbox import LetterboxTransform, letterbox, letterbox_nchw, to_nchw
 
 SHAPES = [
     ((480, 640), (640, 640)),  # landscape into square: pad top/bottom
@@ -199,3 +199,70 @@ def test_to_nchw_other_dtypes(dtype):
 def test_to_nchw_rejects_bad_input(images, kwargs, match):
     with pytest.raises(ValueError, match=match):
         to_nchw(images, **kwargs)
+
+
+# ------------------------------------------------------------------------------ letterbox_nchw
+
+
+@pytest.mark.parametrize(("src_hw", "dst_hw"), SHAPES)
+@pytest.mark.parametrize(
+    ("mean", "std", "dtype"),
+    [
+        ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), np.float32),
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), np.float32),
+        ((0.5, 0.5, 0.5), (0.25, 0.5, 1.0), np.float16),
+        ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0), np.float64),
+    ],
+)
+def test_letterbox_nchw_is_bitwise_letterbox_then_to_nchw(src_hw, dst_hw, mean, std, dtype):
+    rng = np.random.default_rng(sum(src_hw))
+    images = [rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8), rng.integers(0, 256, (50, 80, 3), dtype=np.uint8)]
+    tensor, transforms = letterbox_nchw(images, dst_hw, pad_value=114, mean=mean, std=std, dtype=dtype)
+    boxed = [letterbox(im, dst_hw, pad_value=114) for im in images]
+    expected = to_nchw([b for b, _ in boxed], mean=mean, std=std, dtype=dtype)
+    assert tensor.dtype == dtype and tensor.flags.c_contiguous
+    np.testing.assert_array_equal(tensor, expected)
+    assert transforms == [t for _, t in boxed]
+
+
+def test_letterbox_nchw_fills_extra_batch_rows_with_padding():
+    image = np.full((30, 60, 3), 200, np.uint8)
+    tensor, transforms = letterbox_nchw([image], (32, 32), pad_value=114, batch=3)
+    assert tensor.shape == (3, 3, 32, 32) and len(transforms) == 1
+    np.testing.assert_array_equal(tensor[1:], np.float32(114) / np.float32(255))
+    assert tensor[0, :, 16, 16].tolist() == [np.float32(200) / np.float32(255)] * 3
+
+
+def test_letterbox_nchw_with_src_hw_maps_to_the_original():
+    # A 200 x 300 original decoded at half size: the transform is the original's, the pixels are the
+    # half-size image resized to the original's letterboxed size.
+    rng = np.random.default_rng(3)
+    half = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    tensor, (transform,) = letterbox_nchw([half], (64, 64), src_hw=[(200, 300)])
+    assert transform == LetterboxTransform.fit((200, 300), (64, 64))
+    new_h, new_w = transform.resized_hw
+    resized = cv2.resize(half, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, left = transform.pad_y, transform.pad_x
+    np.testing.assert_array_equal(tensor[0, :, top : top + new_h, left : left + new_w], to_nchw([resized])[0])
+    # A box over the whole letterboxed content is the whole original.
+    content = [[left, top, left + new_w, top + new_h]]
+    np.testing.assert_allclose(transform.to_original(content), [[0, 0, 300, 200]], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("images", "kwargs", "match"),
+    [
+        ([], {}, "at least one image"),
+        ([np.zeros((4, 4), np.uint8)], {}, r"image 0 must be an \(H, W, 3\) uint8"),
+        ([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float32)], {}, "image 1"),
+        ([np.zeros((4, 4, 3), np.uint8)], {"src_hw": [(4, 4), (4, 4)]}, "2 sizes for 1 images"),
+        ([np.zeros((4, 4, 3), np.uint8)], {"src_hw": [(0, 4)]}, "positive"),
+        ([np.zeros((4, 4, 3), np.uint8)] * 2, {"batch": 1}, "at least the number of images"),
+        ([np.zeros((4, 4, 3), np.uint8)], {"pad_value": 300}, "pad_value"),
+        ([np.zeros((4, 4, 3), np.uint8)], {"std": (1.0, 0.0, 1.0)}, "non-zero"),
+        ([np.zeros((4, 4, 3), np.uint8)], {"dtype": np.uint8}, "float dtype"),
+    ],
+)
+def test_letterbox_nchw_rejects_bad_input(images, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        letterbox_nchw(images, (8, 8), **kwargs)
