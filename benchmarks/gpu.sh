@@ -183,7 +183,9 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         continue
-    if isinstance(card, dict) and {"name", "spec", "task", "sha256"} <= card.keys():
+    if not isinstance(card, dict) or (card.get("training") or {}).get("precision") == "int8":
+        continue  # INT8 cards of `customs-vision quantize` share their parent's name; engines come from the parent
+    if {"name", "spec", "task", "sha256"} <= card.keys():
         print(card["name"], card["task"], card["spec"].get("max_batch", 1), path)
 EOF
   )

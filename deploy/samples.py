@@ -7,15 +7,21 @@ do), so parity and calibration use images from this project's own generators:
 signature marks cut out of rendered pages (with a detector-like margin) for the similarity
 embedder. A folder of images can be used instead.
 
-Seeds: the defaults here (:data:`PARITY_SEED`, :data:`CALIBRATION_SEED`) differ from the seeds the
-training sets are generated with (0 and small integers), so calibration never sees training images,
-and a held-out accuracy check never sees calibration images.
+When a model card names no held-out set, :func:`write_heldout` generates a labelled one for the
+accuracy gate (:mod:`deploy.quantize`).
+
+Seeds: the defaults here (:data:`PARITY_SEED`, :data:`CALIBRATION_SEED`, :data:`HELDOUT_SEED`) differ
+from each other and from the seeds the training sets are generated with (0 and small integers), so
+calibration never sees training images, and a held-out accuracy check never sees calibration or
+training images.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +32,11 @@ from vision.types import ModelSpec
 PARITY_SEED = 7_300_001
 #: Seed of the generated INT8 calibration inputs.
 CALIBRATION_SEED = 7_300_002
+#: Seed of generated held-out sets (:func:`write_heldout`).
+HELDOUT_SEED = 7_300_003
+#: Owner index of the first generated held-out specimen owner: far above the training owners
+#: (``0..299`` in the shipped similarity card), so no held-out owner was ever trained on.
+HELDOUT_FIRST_OWNER = 1_000_000
 #: Image file suffixes read from folders.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: What each served model's generated inputs are.
@@ -93,6 +104,62 @@ def _mark_crops(count: int, seed: int) -> list[npt.NDArray[np.uint8]]:
         if index > 50 * count:
             raise SampleError(f"rendered {index} pages without finding {count} usable marks")
     return crops
+
+
+def write_heldout(
+    model: str, out: str | Path, count: int, *, seed: int = HELDOUT_SEED, kind: str = "stamp"
+) -> dict[str, Any]:
+    """Generate a labelled held-out set for a served model's accuracy gate into ``out``.
+
+    Every generated image is held out (the seed is none of the training seeds), so the detector
+    sets put all of them in the split the gate measures: ``val`` for X-ray scans; ``train`` for
+    document pages, whose generator cannot put every page in ``val``.
+
+    Args:
+        model: ``"xray"``, ``"document"`` or ``"similarity"``.
+        out: an empty or missing folder.
+        count: X-ray scans or document pages; for the similarity model, owners (4 genuine
+            specimens and 3 skilled forgeries each, owners from :data:`HELDOUT_FIRST_OWNER` on).
+        seed: generator seed.
+        kind: similarity only: ``"stamp"`` or ``"signature"``.
+
+    Returns:
+        What was generated, for a model card: ``generator``, ``seed``, ``count``, ``split``
+        (detectors), ``kind`` (similarity) and the ``command`` that writes the same set again.
+
+    Raises:
+        SampleError: an unknown model or ``count < 1``.
+    """
+    if count < 1:
+        raise SampleError(f"count must be >= 1, got {count}")
+    root = str(out)
+    described: dict[str, Any] = {"generator": GENERATORS.get(model), "seed": seed, "count": count}
+    if model == "xray":
+        from detectors.synth.xray_dataset import write_dataset
+
+        write_dataset(root, count, seed, val_fraction=1.0, image_format="png")
+        args = ["synth", "xray", "--count", str(count), "--seed", str(seed), "--val-fraction", "1", "--format", "png"]
+        described["split"] = "val"
+    elif model == "document":
+        from detectors.synth.doc_dataset import write_document_dataset
+
+        write_document_dataset(root, count, seed, val_fraction=0.0)
+        args = ["synth", "documents", "--count", str(count), "--seed", str(seed), "--val-fraction", "0"]
+        described["split"] = "train"
+    elif model == "similarity":
+        from detectors.synth.doc_dataset import write_specimens
+        from detectors.synth.doc_specimens import SpecimenKind
+
+        if kind not in ("stamp", "signature"):
+            raise SampleError(f"specimen kind must be 'stamp' or 'signature', got {kind!r}")
+        write_specimens(root, cast(SpecimenKind, kind), count, 4, 3, seed, first_owner=HELDOUT_FIRST_OWNER)
+        args = ["synth", "specimens", "--kind", kind, "--owners", str(count), "--per-owner", "4", "--forgeries", "3"]
+        args += ["--seed", str(seed), "--first-owner", str(HELDOUT_FIRST_OWNER)]
+        described["kind"] = kind
+    else:
+        raise SampleError(f"no generator for model {model!r}; known: {sorted(GENERATORS)}")
+    described["command"] = shlex.join(["customs-vision", *args[:2], "--out", "DIR", *args[2:]])
+    return described
 
 
 def folder_images(folder: str | Path, limit: int | None = None) -> list[npt.NDArray[np.uint8]]:

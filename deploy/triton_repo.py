@@ -307,9 +307,16 @@ def model_cards(models_dir: str | Path) -> list[Path]:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(raw, dict) and {"name", "spec", "task", "sha256"} <= raw.keys():
+        if isinstance(raw, dict) and {"name", "spec", "task", "sha256"} <= raw.keys() and not _is_int8_variant(raw):
             cards.append(path)
     return cards
+
+
+def _is_int8_variant(raw: dict[str, object]) -> bool:
+    """An INT8 card of ``customs-vision quantize`` (``<name>-int8.json``): a CPU graph for ONNX Runtime
+    that shares its parent's name; Triton serves the parent, whose engines get their own precision."""
+    training = raw.get("training")
+    return isinstance(training, dict) and training.get("precision") == "int8"
 
 
 def _write_atomic(path: Path, text: str) -> None:

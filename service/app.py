@@ -74,6 +74,7 @@ async def _load_and_start(app: FastAPI, settings: Settings) -> None:
             settings.required_models,
             backend=settings.backend,
             backend_kwargs=_backend_kwargs(settings),
+            precision=settings.precision,
         )
         runtime = await asyncio.to_thread(build_runtime, pool, engine=state.engine)
     except Exception as e:  # a loader bug must not leave /readyz "still loading" forever

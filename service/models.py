@@ -2,8 +2,10 @@
 
 Three steps, each in its own function:
 
-1. :func:`load_models` reads ``<models_dir>/<name>.json`` cards, verifies the ONNX files' sha256 and
-   creates one :class:`~vision.runtime.base.InferenceBackend` per model (a :class:`ModelPool`). A
+1. :func:`load_models` reads ``<models_dir>/<name>.json`` cards (with ``CV_PRECISION=int8``, the
+   ``<name>-int8.json`` cards of ``customs-vision quantize`` where :func:`card_for` finds them),
+   verifies the ONNX files' sha256 and creates one
+   :class:`~vision.runtime.base.InferenceBackend` per model (a :class:`ModelPool`). A
    model whose backend is unavailable (Triton not up yet) stays *pending*: :func:`connect_pending`
    tries it again (the app does, with :func:`retry_delays` between attempts) and
    :func:`extend_runtime` adds it to the running service once it connects.
@@ -51,6 +53,11 @@ DETECTORS: Mapping[str, type[YoloDetector]] = {"xray": ThreatDetector, "document
 
 #: Name of the embedding model used for stamp and signature comparison.
 SIMILARITY_MODEL = "similarity"
+
+#: A model's INT8 card is ``<name><INT8_SUFFIX>.json`` (``deploy.quantize.INT8_SUFFIX``).
+INT8_SUFFIX = "-int8"
+#: Backends that can serve INT8 cards: their graphs are quantized for ONNX Runtime's CPU provider.
+INT8_BACKENDS = ("onnxruntime",)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -147,16 +154,81 @@ class ModelPool:
         self.models.clear()
 
 
-def load_models(models_dir: Path, names: tuple[str, ...], *, backend: str, backend_kwargs: dict[str, Any]) -> ModelPool:
+def card_for(models_dir: Path, name: str, *, precision: str) -> Path:
+    """The card to serve for model ``name`` at ``precision`` (``"fp32"`` or ``"int8"``).
+
+    ``"int8"`` gives ``<name>-int8.json`` when it exists and was quantized from the float32 card now
+    beside it (its ``training.parent.sha256`` is that card's ``sha256``); otherwise ``<name>.json``,
+    with a warning saying why: a model without an INT8 card, or with one left over from an earlier
+    model, is served in float32 rather than not at all or stale.
+
+    Raises:
+        ModelCardError: the INT8 card exists but cannot be read or is not an INT8 card (a broken
+            file fails like a broken float32 card does, rather than being silently skipped).
+    """
+    fp32 = models_dir / f"{name}.json"
+    if precision != "int8":
+        return fp32
+    int8 = models_dir / f"{name}{INT8_SUFFIX}.json"
+    if not int8.is_file():
+        if fp32.is_file():  # else loading the float32 card reports what is missing
+            log.warning("model %s: CV_PRECISION=int8 but there is no %s; serving the float32 model", name, int8.name)
+        return fp32
+    card = ModelCard.load(int8)
+    if card.training.get("precision") != "int8":
+        raise ModelCardError(f"{int8} is not an INT8 card (its training.precision is not 'int8')")
+    parent = card.training.get("parent") or {}
+    try:
+        current = ModelCard.load(fp32).sha256
+    except ModelCardError as e:
+        raise ModelCardError(f"{int8} cannot be checked against its float32 parent: {e}") from e
+    if parent.get("sha256") != current:
+        log.warning(
+            "model %s: %s was quantized from another %s model (version %s), not the %s now there; serving the "
+            "float32 model (run customs-vision quantize %s again)",
+            name,
+            int8.name,
+            name,
+            parent.get("version"),
+            fp32.name,
+            fp32,
+        )
+        return fp32
+    return int8
+
+
+def load_models(
+    models_dir: Path,
+    names: tuple[str, ...],
+    *,
+    backend: str,
+    backend_kwargs: dict[str, Any],
+    precision: str = "fp32",
+) -> ModelPool:
     """Load ``<models_dir>/<name>.json`` for each name; failures are recorded, not raised.
 
     A model whose backend is unavailable (:class:`~vision.runtime.base.BackendUnavailable`) is left
     in :attr:`ModelPool.pending` for :func:`connect_pending`; a bad card or model file fails for good.
+
+    Args:
+        models_dir: the cards and their ONNX files.
+        names: the models to load.
+        backend: registered backend name.
+        backend_kwargs: its keyword arguments, for every model.
+        precision: ``"int8"`` serves each model's INT8 card where :func:`card_for` finds a usable
+            one (ONNX Runtime only; other backends serve the float32 cards, and say so once).
     """
+    if precision == "int8" and backend not in INT8_BACKENDS:
+        log.warning(
+            "CV_PRECISION=int8 is ignored with CV_BACKEND=%s: INT8 cards are quantized for ONNX Runtime's CPU "
+            "provider; serving the float32 cards",
+            backend,
+        )
+        precision = "fp32"
     pool = ModelPool()
     for name in names:
-        card_path = models_dir / f"{name}.json"
         try:
+            card_path = card_for(models_dir, name, precision=precision)
             card, path = load_verified(card_path)
         except ModelCardError as e:
             pool.errors[name] = str(e)
@@ -209,7 +281,7 @@ def connect_pending(pool: ModelPool, *, stop: threading.Event | None = None) -> 
         else:
             out.errors.pop(name, None)
             out.models[name] = LoadedModel(card=pending.card, path=pending.path, backend=backend)
-            log.info("loaded model %s %s (%s)", name, pending.card.version, pending.where)
+            log.info("loaded model %s %s from %s (%s)", name, pending.card.version, pending.path.name, pending.where)
     return out
 
 

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     triton_url: str = "127.0.0.1:8001"
     triton_protocol: Literal["http", "grpc"] = "grpc"
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads per model")
+    # int8: serve <name>-int8.json (written by `customs-vision quantize`) where one exists; ONNX Runtime only.
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32", description="fp32, or int8: each model's INT8 card where there is one (onnxruntime backend)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="largest accepted image file, bytes")

@@ -184,3 +184,34 @@ def crops(count: int, *, seed: int = 0) -> list[np.ndarray]:
             img[y : y + 3, x : x + int(rng.integers(5, w - x))] = (30, 30, 160)
         out.append(img)
     return out
+
+
+def pseudo_labelled_heldout(card_path: Path, root: Path, *, count: int = 12, seed: int = 40, conf: float = 0.5) -> Path:
+    """A YOLO held-out set (``images/val``, ``labels/val``) labelled with the card's own detections.
+
+    The seeded tiny detectors detect nothing real, so their mAP50 on drawn labels is near 0 and an
+    accuracy gate could not tell a faithful INT8 copy from a broken one. Labelled with the float32
+    model's confident detections (>= ``conf``), the float32 model scores a high mAP50 and a model
+    that detects differently scores clearly lower.
+    """
+    import cv2
+
+    from detectors.base import YoloDetector
+
+    images = scenes(count, seed=seed)
+    detector = YoloDetector.from_card(card_path, detector_kwargs={"conf_threshold": conf})
+    try:
+        detections = detector.detect(images)
+    finally:
+        detector.backend.close()
+    for sub in ("images/val", "labels/val"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i, (image, found) in enumerate(zip(images, detections, strict=True)):
+        h, w = image.shape[:2]
+        cv2.imwrite(str(root / "images" / "val" / f"{i:03d}.png"), image[:, :, ::-1])
+        rows = [
+            f"{c} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
+            for (x1, y1, x2, y2), c in zip(found.xyxy.tolist(), found.class_id.tolist(), strict=True)
+        ]
+        (root / "labels" / "val" / f"{i:03d}.txt").write_text("".join(rows))
+    return root
