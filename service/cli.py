@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "service.commands.synth_xray",
     "service.commands.synth_tip",
     "service.commands.synth_documents",
+    "service.commands.synth_samples",
     "service.commands.admin",
     "service.commands.inspect",
     "service.commands.train",
