@@ -27,6 +27,7 @@ import io
 import json
 import os
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,7 @@ __all__ = [
     "SpecimenItem",
     "count_summary",
     "default_signatures_dir",
+    "forgery_plan",
     "heldout_fraction_of",
     "ink_to_rgb",
     "load_signature_dataset",
@@ -67,6 +69,12 @@ SIGNATURES_DIR_ENV = "CV_SIGNATURES_DIR"
 #: Crops are kept in memory with their longest side at most this many pixels: twice the model's
 #: input width leaves room for the scale augmentation without holding full-resolution scans.
 CACHE_LONG_SIDE = 384
+
+#: Version of what :func:`render_specimen_items` renders for given arguments; part of the cache
+#: key, so a cache written by an older layout is rendered again (2: forgery cycle offset per owner).
+RENDER_LAYOUT = 2
+
+_FORGED_NAME = re.compile(r"\d+-([a-z_]+)\.png")
 
 
 class DataError(ValueError):
@@ -89,6 +97,10 @@ class SpecimenItem:
         dataset: which data set it belongs to (``"signatures-crossmedia"``, ``"synthetic"``,
             ``"folder:<name>"``); pairs are only formed within one data set, and metrics are
             reported per data set.
+        forgery: how a forgery was made when known (a stamp
+            :class:`~detectors.synth.stamps.ForgeryKind` value, ``"skilled"``); ``""`` for genuine
+            items and forgeries of unknown kind. Skilled EER is also reported per forgery kind,
+            because some kinds (a colour photocopy) leave no trace in the mark's shape.
     """
 
     owner: str
@@ -100,6 +112,7 @@ class SpecimenItem:
     pixels: npt.NDArray[np.uint8] | None = None
     loader: Callable[[], npt.NDArray[np.uint8]] | None = field(default=None, repr=False)
     dataset: str = ""
+    forgery: str = ""
 
     def image(self) -> npt.NDArray[np.uint8]:
         """The crop, ``(H, W, 3)`` uint8 RGB, cached after the first call (downscaled to
@@ -249,10 +262,13 @@ def render_specimen_items(
     cropped with detector-like slack).
 
     Stamp forgeries cycle through every :class:`~detectors.synth.stamps.ForgeryKind` (altered
-    text, proportions, redrawn emblem, other font, photocopy); signature forgeries are skilled
-    imitations (random forgeries need no rendering: other owners' genuine specimens are exactly
-    that). Each owner draws from its own generator seeded from ``(seed, kind, owner)``, so adding an
-    owner never changes another owner's images.
+    text, proportions, redrawn emblem, other font, photocopy), each owner starting the cycle at a
+    place fixed by a hash of its id: with fewer forgeries per owner than kinds, every kind still
+    occurs, on a different subset of owners (starting every owner at the first kind left the last
+    kinds out of training and evaluation altogether). Signature forgeries are skilled imitations
+    (random forgeries need no rendering: other owners' genuine specimens are exactly that). Each
+    owner draws from its own generator seeded from ``(seed, kind, owner)``, so adding an owner
+    never changes another owner's images.
 
     Args:
         kind: ``"stamp"`` or ``"signature"``.
@@ -275,10 +291,16 @@ def render_specimen_items(
         "forgeries": forgeries,
         "seed": seed,
         "dpi": dpi,
+        "layout": RENDER_LAYOUT,
     }
     cache = Path(cache_dir) if cache_dir is not None else None
-    if cache is not None and _cache_matches(cache, params):
-        return [_synthetic(it, kind, it.owner) for it in load_specimen_folder(cache, kind)]
+    if cache is not None:
+        if _cache_matches(cache, params):
+            return [
+                replace(_synthetic(it, kind, it.owner), forgery=_forgery_of_name(Path(it.source).name))
+                for it in load_specimen_folder(cache, kind)
+            ]
+        _clear_cache(cache)
 
     from detectors.synth.doc_raster import derive_rng
     from detectors.synth.doc_specimens import render_specimen
@@ -288,8 +310,9 @@ def render_specimen_items(
     items = []
     for owner in owner_ids:
         rng = derive_rng("similarity-specimens", seed, kind, owner)
-        for i in range(per_owner + forgeries):
-            forgery = None if i < per_owner else cycle[(i - per_owner) % len(cycle)]
+        plan: list[str | None] = [None] * per_owner
+        plan += forgery_plan(owner, forgeries, cycle)
+        for i, forgery in enumerate(plan):
             crop, _ = render_specimen(kind, owner, forgery, rng, dpi=dpi)  # type: ignore[arg-type]
             sub = "genuine" if forgery is None else "forged"
             name = f"{i:02d}.png" if forgery is None else f"{i:02d}-{forgery}.png"
@@ -298,12 +321,45 @@ def render_specimen_items(
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(encode_png(crop))
             item = SpecimenItem(
-                owner, kind, forgery is None, "", "", f"synth {kind} {owner}/{sub}/{name}", pixels=_shrink(crop)
+                owner,
+                kind,
+                forgery is None,
+                "",
+                "",
+                f"synth {kind} {owner}/{sub}/{name}",
+                pixels=_shrink(crop),
+                forgery=forgery or "",
             )
             items.append(_synthetic(item, kind, owner))
     if cache is not None:
         (cache / "params.json").write_text(json.dumps(params))
     return items
+
+
+def forgery_plan(owner: str, forgeries: int, cycle: Sequence[str]) -> list[str]:
+    """The forgery kinds rendered for ``owner``: ``forgeries`` consecutive entries of ``cycle``
+    (wrapping round), starting at a place fixed by a hash of ``owner``."""
+    start = int(heldout_fraction_of(owner, "forgery-cycle") * len(cycle))
+    return [cycle[(start + j) % len(cycle)] for j in range(forgeries)]
+
+
+def _forgery_of_name(name: str) -> str:
+    """The forgery kind in a cached crop's file name (``05-photocopy.png`` → ``photocopy``)."""
+    match = _FORGED_NAME.fullmatch(name)
+    return match.group(1) if match else ""
+
+
+def _clear_cache(cache: Path) -> None:
+    """Remove what an earlier, different call wrote to ``cache`` (its marker and crops), so that
+    crops of another layout are never read back beside the new ones. Only a folder with our
+    ``params.json`` marker is cleared: a folder without it may be someone's specimen archive."""
+    marker = cache / "params.json"
+    if not marker.is_file():
+        return
+    marker.unlink()
+    for sub in ("genuine", "forged"):
+        for path in cache.glob(f"*/{sub}/*.png"):
+            path.unlink()
 
 
 def _cache_matches(cache: Path, params: dict[str, object]) -> bool:
@@ -446,13 +502,16 @@ def _jpeg(img: npt.NDArray[np.uint8], quality: int) -> npt.NDArray[np.uint8]:
 # ------------------------------------------------------------------------------------- torch plumbing
 
 
-class SpecimenDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """Items → ``(image (3, H, W) float32, label)`` through augmentation and the shared
+class SpecimenDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int, int]]):
+    """Items → ``(image (3, H, W) float32, label, claimed)`` through augmentation and the shared
     preprocessing.
 
     Labels: genuine items get their owner's class index; every forgery gets a unique negative
     label, so it is a negative for all and a positive for none (see
-    :class:`similarity.model.BatchHardTripletLoss`).
+    :class:`similarity.model.BatchHardTripletLoss`). ``claimed`` is the owner index an item is
+    presented as: its label for a genuine item, the forged owner's index for a forgery (-1 when
+    that owner has no genuine item here). It lets :class:`similarity.model.OwnForgeryLoss` set a
+    forgery against the genuine specimens of the very owner it imitates.
 
     Args:
         items: the specimens.
@@ -472,18 +531,19 @@ class SpecimenDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         owners = sorted({it.owner for it in self.items if it.genuine})
         self.owner_index = {o: i for i, o in enumerate(owners)}
         self.labels = [self.owner_index[it.owner] if it.genuine else -(i + 1) for i, it in enumerate(self.items)]
+        self.claimed = [self.owner_index.get(it.owner, -1) for it in self.items]
         self._draws = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         img = self.items[index].image()
         if self.augment is not None:
             self._draws += 1
             img = self.augment(img, random.Random(f"{self.seed}/{index}/{self._draws}"))
         x = preprocess_crops([img], self.spec)[0]
-        return torch.from_numpy(x), self.labels[index]
+        return torch.from_numpy(x), self.labels[index], self.claimed[index]
 
 
 class PKBatchSampler(torch.utils.data.Sampler[list[int]]):

@@ -41,6 +41,7 @@ __all__ = [
     "EmbeddingNet",
     "ExportParityError",
     "ExportResult",
+    "OwnForgeryLoss",
     "SiameseNet",
     "SupConLoss",
     "export_onnx",
@@ -233,6 +234,55 @@ class SupConLoss(nn.Module):
             return embeddings.sum() * 0.0
         mean_pos = log_prob.masked_fill(~pos_mask, 0.0).sum(dim=1) / n_pos.clamp(min=1)
         return -mean_pos[valid].mean()
+
+
+class OwnForgeryLoss(nn.Module):
+    """Puts each owner's genuine pairs above that owner's own forgeries, by a margin.
+
+    For every anchor ``a`` (genuine, owner ``o``), positive ``p`` (another genuine item of ``o``)
+    and forgery ``f`` presented as ``o`` in the batch, the hinge
+    ``relu(cos(a, f) - cos(a, p) + margin)``, averaged over all such triplets.
+
+    Why a term of its own: in :class:`SupConLoss` a forgery is one negative among the whole batch
+    and is never tied to the owner it imitates, so nothing asks for the one comparison the skilled
+    forgery EER measures (a genuine reference against a forgery of the same owner); a network that
+    embeds only what tells owners apart (shape, colour, layout), which every forgery of the owner
+    shares, already minimises it. This is the verification ranking itself, on the pairs that
+    :class:`similarity.data.PKBatchSampler` puts together.
+
+    Args:
+        margin: required cosine gap between a genuine pair and a genuine-forgery pair, >= 0.
+
+    ``forward(embeddings, labels, claimed)``: embeddings ``(B, D)`` unit-norm float; labels ``(B,)``
+    int64 as for :class:`SupConLoss` (genuine: owner index >= 0; forgery: a unique negative);
+    claimed ``(B,)`` int64, the owner index each sample is presented as (for a forgery, the owner
+    it imitates; -1 unknown). Returns 0 with ``requires_grad`` when the batch holds no triplet.
+    """
+
+    def __init__(self, margin: float = 0.2) -> None:
+        super().__init__()
+        if not margin >= 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.margin = margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, claimed: torch.Tensor) -> torch.Tensor:
+        b = embeddings.shape[0]
+        if embeddings.ndim != 2 or labels.shape != (b,) or claimed.shape != (b,):
+            raise ValueError(
+                f"expected embeddings (B, D), labels (B,) and claimed (B,), "
+                f"got {embeddings.shape}, {labels.shape} and {claimed.shape}"
+            )
+        sims = embeddings @ embeddings.T
+        genuine = labels >= 0
+        eye = torch.eye(b, dtype=torch.bool, device=labels.device)
+        # pos[a, p]: p is another genuine item of a's owner; own[a, f]: f is a forgery of a's owner.
+        pos = genuine[:, None] & genuine[None, :] & (labels[:, None] == labels[None, :]) & ~eye
+        own = genuine[:, None] & ~genuine[None, :] & (labels[:, None] == claimed[None, :])
+        valid = pos[:, :, None] & own[:, None, :]  # (a, p, f)
+        if not bool(valid.any()):
+            return embeddings.sum() * 0.0
+        gap = sims[:, None, :] - sims[:, :, None] + self.margin  # cos(a, f) - cos(a, p) + margin
+        return functional.relu(gap[valid]).mean()
 
 
 def make_loss(name: str, *, margin: float | None = 0.2, temperature: float = 0.1) -> nn.Module:

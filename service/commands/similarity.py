@@ -38,6 +38,18 @@ def register(groups: CommandGroups) -> None:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--loss", choices=["supcon", "triplet"], default="supcon", help="metric loss (default: supcon)")
     train.add_argument("--temperature", type=float, default=0.1, help="SupCon temperature (default: 0.1)")
+    train.add_argument(
+        "--forgery-weight",
+        type=float,
+        default=0.0,
+        help="weight of the own-forgery hinge: each owner's genuine pairs above its forgeries (default: 0 = off)",
+    )
+    train.add_argument(
+        "--forgery-margin", type=float, default=0.2, help="cosine margin of the own-forgery hinge (default: 0.2)"
+    )
+    train.add_argument(
+        "--augment", type=float, default=1.0, help="scan-condition augmentation strength, 0-1 (default: 1)"
+    )
     train.add_argument("--width", type=int, default=32, help="channels of the first stage (default: 32)")
     train.add_argument("--input-size", default="96x192", help="network input HxW (default: 96x192)")
     train.add_argument(
@@ -127,6 +139,9 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         loss=args.loss,
         temperature=args.temperature,
+        forgery_weight=args.forgery_weight,
+        forgery_margin=args.forgery_margin,
+        augment=args.augment,
         threads=args.threads,
         seed=args.seed,
         heldout=args.heldout,

@@ -12,6 +12,7 @@ from similarity.data import (
     ScanAugment,
     SpecimenDataset,
     SpecimenItem,
+    forgery_plan,
     heldout_fraction_of,
     load_signature_dataset,
     load_specimen_folder,
@@ -137,11 +138,15 @@ def test_dataset_labels_forgeries_as_unique_negatives_and_augments_reproducibly(
     spec = ModelSpec(name="t", version="1", input_size=(32, 64), pad_value=255)
     ds = SpecimenDataset(items, spec, augment=ScanAugment(), seed=3)
     labels = [ds[i][1] for i in range(len(ds))]
+    claimed = [ds[i][2] for i in range(len(ds))]
+    # A forgery is presented as the owner it imitates; a genuine item as itself.
+    assert claimed == [ds.owner_index[it.owner] for it in items]
+    assert all(c == lab for c, lab, it in zip(claimed, labels, items, strict=True) if it.genuine)
     genuine_labels = [lab for lab, it in zip(labels, items, strict=True) if it.genuine]
     forged_labels = [lab for lab, it in zip(labels, items, strict=True) if not it.genuine]
     assert sorted(set(genuine_labels)) == [0, 1]
     assert len(set(forged_labels)) == len(forged_labels) and all(lab < 0 for lab in forged_labels)
-    x, _ = ds[0]
+    x, _, _ = ds[0]
     assert x.shape == (3, 32, 64) and x.dtype.is_floating_point
 
 
@@ -159,6 +164,17 @@ def test_scan_augment_keeps_a_valid_image_and_is_seeded():
         ScanAugment(strength=2.0)
 
 
+def test_forgery_plan_covers_every_kind_across_owners_with_fewer_forgeries_than_kinds():
+    kinds = ("a", "b", "c", "d", "e")
+    plans = {f"AUTH-{i}": forgery_plan(f"AUTH-{i}", 3, kinds) for i in range(60)}
+    assert set().union(*plans.values()) == set(kinds)
+    for plan in plans.values():  # consecutive, distinct kinds
+        assert len(set(plan)) == 3 and (kinds.index(plan[1]) - kinds.index(plan[0])) % 5 == 1
+    assert forgery_plan("AUTH-7", 3, kinds) == plans["AUTH-7"]  # a function of the owner only
+    assert forgery_plan("W-1", 2, ("skilled",)) == ["skilled", "skilled"]
+    assert forgery_plan("W-1", 0, kinds) == []
+
+
 def test_generated_specimens_are_cached_and_keyed_per_owner(tmp_path):
     pytest.importorskip("detectors.synth.doc_specimens")
     from similarity.data import render_specimen_items
@@ -170,4 +186,13 @@ def test_generated_specimens_are_cached_and_keyed_per_owner(tmp_path):
     assert all(it.split_key == it.owner for it in first)
     again = render_specimen_items("signature", ["T-1", "T-2"], **args)  # read back from the cache
     assert [it.owner for it in again] == [it.owner for it in first]
+    assert [it.forgery for it in again] == [it.forgery for it in first] == ["", "", "skilled"] * 2
     np.testing.assert_array_equal(again[0].image(), first[0].image())
+    # A cache written by another layout is cleared before rendering: no stale crop is read back.
+    cache = tmp_path / "cache"
+    (cache / "params.json").write_text('{"layout": 1}')
+    stale = cache / "T-1" / "forged" / "09-photocopy.png"
+    stale.write_bytes((cache / "T-1" / "forged" / "02-skilled.png").read_bytes())
+    rerendered = render_specimen_items("signature", ["T-1", "T-2"], **args)
+    assert len(rerendered) == 6 and not stale.exists()
+    assert len(render_specimen_items("signature", ["T-1", "T-2"], **args)) == 6

@@ -4,13 +4,20 @@ import numpy as np
 import pytest
 
 from similarity.data import SpecimenItem
-from similarity.evaluation import pair_scores, reference_scores, report
+from similarity.evaluation import pair_scores, reference_scores, report, skilled_by_forgery
 from similarity.scoring import ScoringError
 
 
-def _item(owner, genuine=True, group=None, dataset="a", source=None):
+def _item(owner, genuine=True, group=None, dataset="a", source=None, forgery=""):
     return SpecimenItem(
-        owner, "signature", genuine, group or owner, owner, source or f"{owner}/{genuine}", dataset=dataset
+        owner,
+        "signature",
+        genuine,
+        group or owner,
+        owner,
+        source or f"{owner}/{genuine}",
+        dataset=dataset,
+        forgery=forgery,
     )
 
 
@@ -61,3 +68,24 @@ def test_report_skips_categories_without_pairs():
     assert set(out["metrics"]) == {"random"}
     assert out["pairs"] == {"genuine": 2, "skilled": 0, "hard": 0, "random": 1}
     assert "percent_distributions" not in out
+
+
+def test_skilled_metrics_per_forgery_kind_keep_kinds_apart():
+    items = [
+        _item("A"),
+        _item("A"),
+        _item("A", genuine=False, forgery="photocopy"),
+        _item("A", genuine=False, forgery="other_font"),
+        _item("A", genuine=False),  # kind unknown: left out
+        _item("B"),
+        _item("B"),
+        _item("B", genuine=False, forgery="other_font"),
+    ]
+    # Genuine pairs at cosine 1; photocopies identical to their owner, other fonts orthogonal.
+    a, b, c = np.eye(3, dtype=np.float32)
+    emb = np.stack([a, a, a, c, c, b, b, c])
+    out = skilled_by_forgery(items, emb)
+    assert list(out) == ["other_font", "photocopy"]
+    assert out["other_font"]["eer"] == 0.0 and out["other_font"]["n_impostor"] == 4
+    assert out["photocopy"]["n_impostor"] == 2 and out["photocopy"]["eer"] >= 0.5
+    assert skilled_by_forgery(items[:2], emb[:2]) == {}

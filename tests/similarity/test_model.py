@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from similarity.embedder import Embedder
-from similarity.model import BatchHardTripletLoss, EmbeddingNet, SiameseNet, SupConLoss, export_onnx, make_loss
+from similarity.model import (
+    BatchHardTripletLoss,
+    EmbeddingNet,
+    OwnForgeryLoss,
+    SiameseNet,
+    SupConLoss,
+    export_onnx,
+    make_loss,
+)
 from tests.similarity.conftest import make_specimen
 from vision.runtime.registry import create_backend
 from vision.types import ModelSpec
@@ -66,6 +74,40 @@ def test_supcon_loss_prefers_grouped_embeddings_and_ignores_anchors_without_posi
     out = loss(x / x.norm(dim=1, keepdim=True), torch.tensor([1, 2, 3, 4]))  # no positives at all
     out.backward()
     assert out.item() == 0.0 and x.grad is not None
+
+
+def test_own_forgery_loss_ranks_each_owners_genuine_pair_above_its_own_forgery():
+    # Owner 0: genuine at 0 and 0.1 rad; owner 1: genuine at 2 and 2.1 rad; one forgery of owner 0.
+    labels = torch.tensor([0, 0, 1, 1, -5])
+    claimed = torch.tensor([0, 0, 1, 1, 0])
+    loss = OwnForgeryLoss(margin=0.2)
+
+    def at(forgery_angle):
+        angles = torch.tensor([0.0, 0.1, 2.0, 2.1, forgery_angle])
+        return torch.stack([angles.cos(), angles.sin()], dim=1)
+
+    # Forgery 1.2 rad from owner 0: cos(a, f) <= cos(1.1) = 0.45 < cos(0.1) - 0.2; every triplet satisfied.
+    assert float(loss(at(1.2), labels, claimed)) == pytest.approx(0.0, abs=1e-6)
+    # Forgery on top of owner 0's first item: both triplets violated by about the margin.
+    assert float(loss(at(0.0), labels, claimed)) == pytest.approx(0.2 + (1 - np.cos(0.1)) / 2, abs=1e-4)
+    # The same forgery presented as owner 1 is far from owner 1: no loss. Owner 0's forgery, close
+    # to owner 1, does not count against owner 1 either (SupCon handles negatives of other owners).
+    assert float(loss(at(0.0), labels, torch.tensor([0, 0, 1, 1, 1]))) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss(at(2.0), labels, claimed)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_own_forgery_loss_without_triplets_is_a_differentiable_zero_and_checks_shapes():
+    x = torch.randn(4, 8, requires_grad=True)
+    emb = x / x.norm(dim=1, keepdim=True)
+    out = OwnForgeryLoss()(emb, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1]))  # no forgery
+    out.backward()
+    assert out.item() == 0.0 and x.grad is not None
+    unknown = OwnForgeryLoss()(emb.detach(), torch.tensor([0, 0, 1, -4]), torch.tensor([0, 0, 1, -1]))
+    assert unknown.item() == 0.0  # a forgery of an owner with no genuine item here
+    with pytest.raises(ValueError, match="claimed"):
+        OwnForgeryLoss()(emb, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError):
+        OwnForgeryLoss(margin=-0.1)
 
 
 def test_make_loss_names():
