@@ -45,6 +45,12 @@ class CommandGroups:
     evaluate: argparse._SubParsersAction
 
 
+def fail(message: str, status: int) -> int:
+    """Print ``error: message`` to stderr and return ``status`` (a command's exit code)."""
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="customs-vision",

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from service.cli import CommandGroups
+from service.cli import CommandGroups, fail
 
 MODELS = ("xray", "document", "similarity")
 
@@ -96,11 +95,6 @@ def register(groups: CommandGroups) -> None:
     p.set_defaults(func=_triton_repo)
 
 
-def _error(message: str, status: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return status
-
-
 def _export(args: argparse.Namespace) -> int:
     from deploy.export import ExportError, Task, export_model
     from deploy.samples import SampleError, folder_images, generated_images
@@ -115,7 +109,7 @@ def _export(args: argparse.Namespace) -> int:
             try:
                 spec = ModelCard.load(card_path).spec
             except ModelCardError as e:
-                return _error(str(e), 2)
+                return fail(str(e), 2)
         elif args.imgsz:
             from detectors.training import PAD_VALUE, TASK_CLASSES, card_version
 
@@ -127,18 +121,18 @@ def _export(args: argparse.Namespace) -> int:
                 pad_value=PAD_VALUE,
             )
         else:
-            return _error(f"no model card {card_path}: give --card or --imgsz", 2)
+            return fail(f"no model card {card_path}: give --card or --imgsz", 2)
     try:
         samples = folder_images(args.samples) if args.samples else generated_images(args.model, args.count)
     except SampleError as e:
-        return _error(str(e), 2)
+        return fail(str(e), 2)
     out = Path(args.out) / f"{args.model}.onnx"
     try:
         report = export_model(
             task=task, weights=args.weights, out_path=out, samples=samples, spec=spec, opset=args.opset
         )
     except ExportError as e:
-        return _error(f"{e}; nothing was written", 1)
+        return fail(f"{e}; nothing was written", 1)
     report.save(out.with_name(f"{args.model}.export.json"))
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -153,17 +147,17 @@ def _build_engine(args: argparse.Namespace) -> int:
     if not args.dry_run:
         reason = gpu_unavailable_reason()
         if reason is not None:
-            return _error(f"cannot build a TensorRT engine here: {reason}", 2)
+            return fail(f"cannot build a TensorRT engine here: {reason}", 2)
     card_path = Path(args.models) / f"{args.model}.json"
     try:
         card = ModelCard.load(card_path)
     except ModelCardError as e:
-        return _error(str(e), 2)
+        return fail(str(e), 2)
     heldout = args.heldout
     if heldout is None and card.task == "detect":
         heldout = card.metrics.get("synthetic_val", {}).get("path")
     if not heldout or not Path(heldout).is_dir():
-        return _error(f"no held-out data {heldout!r} for the accuracy gate: give --heldout DIR", 2)
+        return fail(f"no held-out data {heldout!r} for the accuracy gate: give --heldout DIR", 2)
     calibration = []
     if args.precision == "int8":
         try:
@@ -173,7 +167,7 @@ def _build_engine(args: argparse.Namespace) -> int:
                 else generated_images(args.model, args.calibration_count, seed=CALIBRATION_SEED)
             )
         except SampleError as e:
-            return _error(str(e), 2)
+            return fail(str(e), 2)
     out = Path(args.out or f"triton_models/{args.model}/1/model.plan")
     try:
         result = build_checked_engine(
@@ -190,9 +184,9 @@ def _build_engine(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
         )
     except AccuracyGateError as e:
-        return _error(str(e), 1)
+        return fail(str(e), 1)
     except EngineBuildError as e:
-        return _error(str(e), 2)
+        return fail(str(e), 2)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 
@@ -205,7 +199,7 @@ def _triton_repo(args: argparse.Namespace) -> int:
 
     cards = model_cards(args.models)
     if not cards:
-        return _error(f"no model cards in {args.models}", 2)
+        return fail(f"no model cards in {args.models}", 2)
     try:
         options = ServingOptions(instances=args.instances, max_queue_delay_us=args.queue_delay_us)
         if not args.check:
@@ -218,9 +212,9 @@ def _triton_repo(args: argparse.Namespace) -> int:
             rendered = render_repository(cards, tmp, variant=args.variant, options=options)
             stale = [m.name for m in rendered if _read(Path(args.out) / m.name / "config.pbtxt") != _read(m.config)]
     except (TritonRepoError, ModelCardError) as e:
-        return _error(str(e), 2)
+        return fail(str(e), 2)
     if stale:
-        return _error(f"{args.out} is out of date for {stale}: run customs-vision triton-repo", 1)
+        return fail(f"{args.out} is out of date for {stale}: run customs-vision triton-repo", 1)
     print(f"{args.out} matches the model cards in {args.models}")
     return 0
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
-from service.cli import CommandGroups
+from service.cli import CommandGroups, fail
 
 #: Generated calibration images by default (as ``build-engine``).
 DEFAULT_CALIBRATION_COUNT = 256
@@ -73,11 +72,6 @@ def register(groups: CommandGroups) -> None:
     p.set_defaults(func=_quantize)
 
 
-def _error(message: str, status: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return status
-
-
 def _quantize(args: argparse.Namespace) -> int:
     from deploy.precision import PrecisionError
     from deploy.quantize import AccuracyGateError, QuantizeError, is_int8, quantize_card, resolve_heldout
@@ -92,15 +86,15 @@ def _quantize(args: argparse.Namespace) -> int:
         ("--threads", args.threads, 1),
     ):
         if value is not None and value < least:
-            return _error(f"{option} must be >= {least}, got {value}", 2)
+            return fail(f"{option} must be >= {least}, got {value}", 2)
     try:
         card = ModelCard.load(args.card)
     except ModelCardError as e:
-        return _error(str(e), 2)
+        return fail(str(e), 2)
     if is_int8(card):
-        return _error(f"{args.card} is already an INT8 card: quantize its float32 parent instead", 2)
+        return fail(f"{args.card} is already an INT8 card: quantize its float32 parent instead", 2)
     if args.calibration is None and card.name not in GENERATORS:
-        return _error(f"no generator for model {card.name!r}: give --calibration DIR", 2)
+        return fail(f"no generator for model {card.name!r}: give --calibration DIR", 2)
     calibration: dict[str, Any]
     try:
         if args.calibration:
@@ -125,9 +119,9 @@ def _quantize(args: argparse.Namespace) -> int:
                 command=_command(args, card.task, heldout.source["source"]),
             )
     except AccuracyGateError as e:
-        return _error(f"{e}; nothing was written", 1)
+        return fail(f"{e}; nothing was written", 1)
     except (ModelCardError, QuantizeError, PrecisionError, SampleError) as e:
-        return _error(str(e), 2)
+        return fail(str(e), 2)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 
