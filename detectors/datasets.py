@@ -34,7 +34,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -48,6 +48,8 @@ RealSplit = Literal["train", "val", "test"]
 REAL_SPLIT_PERCENT: dict[str, int] = {"test": 15, "val": 5, "train": 80}
 #: Our class the real scans' unnamed bladed-item ids all map to.
 REAL_TARGET_CLASS = "knife"
+
+T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -72,6 +74,7 @@ class SourceSummary:
         path: absolute path of the source folder.
         counts: split name -> number of images (``test`` only for the real scans).
         provenance: path of the source's provenance note, if it has one.
+        repeat: how many times each of its training images is listed per epoch.
     """
 
     name: str
@@ -79,6 +82,7 @@ class SourceSummary:
     path: str
     counts: dict[str, int]
     provenance: str | None = None
+    repeat: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class SourceSummary:
             "path": self.path,
             "counts": dict(self.counts),
             "provenance": self.provenance,
+            "repeat": self.repeat,
         }
 
 
@@ -244,6 +249,13 @@ def _reset_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def evenly_spaced(items: Sequence[T], limit: int) -> list[T]:
+    """At most ``limit`` of ``items``, evenly spaced from the first (all of them if fewer)."""
+    if len(items) <= limit:
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
 def prepare_detection_data(
     *,
     out_dir: str | Path,
@@ -251,6 +263,8 @@ def prepare_detection_data(
     synthetic_dirs: Sequence[str | Path] = (),
     real_dir: str | Path | None = None,
     real_class: str = REAL_TARGET_CLASS,
+    real_repeat: int = 1,
+    synthetic_train_limit: int | None = None,
 ) -> PreparedData:
     """Write a run's training data folder from synthetic sets and (optionally) the real scans.
 
@@ -263,6 +277,12 @@ def prepare_detection_data(
         real_dir: the real X-ray folder (``images/``, ``labels/``); its ``train`` split is trained
             on, its ``val`` split validates, its ``test`` split is left out (see :func:`real_split`).
         real_class: our class every real label is mapped to.
+        real_repeat: list each real training scan this many times, so an epoch sees the real
+            scans more often than the synthetic ones (fine-tuning towards real scanners without
+            dropping the classes only the synthetic data teaches). Validation is never repeated.
+        synthetic_train_limit: train on at most this many images of each synthetic folder's
+            ``train`` split, evenly spaced over its sorted list (deterministic); ``None``: all.
+            Its ``val`` split is always kept whole.
 
     Returns:
         The prepared folder with per-source counts.
@@ -276,6 +296,10 @@ def prepare_detection_data(
         raise DatasetError("no training data: give at least one synthetic folder or the real folder")
     if real_dir is not None and real_class not in names:
         raise DatasetError(f"real_class {real_class!r} is not one of the classes {names}")
+    if real_repeat < 1:
+        raise DatasetError(f"real_repeat must be at least 1, got {real_repeat}")
+    if synthetic_train_limit is not None and synthetic_train_limit < 1:
+        raise DatasetError(f"synthetic_train_limit must be at least 1, got {synthetic_train_limit}")
     root = Path(out_dir).resolve()
     if root.is_dir() and any(root.iterdir()) and not (root / "manifest.json").is_file():
         raise DatasetError(
@@ -303,6 +327,8 @@ def prepare_detection_data(
         counts: dict[str, int] = {}
         for split in ("train", "val"):
             items = synthetic_split(synth, split)
+            if split == "train" and synthetic_train_limit is not None:
+                items = evenly_spaced(items, synthetic_train_limit)
             for item in items:
                 add(item, tag, split, read_yolo_labels(item.label, len(names)))
             counts[split] = len(items)
@@ -320,6 +346,8 @@ def prepare_detection_data(
             labels = read_yolo_labels(item.label)
             labels[:, 0] = target
             add(item, "real", split, labels)
+            for copy in range(1, real_repeat if split == "train" else 1):
+                add(item, f"real{copy}", split, labels)
         provenance = real / "PROVENANCE.md"
         sources.append(
             SourceSummary(
@@ -328,6 +356,7 @@ def prepare_detection_data(
                 path=str(real),
                 counts=counts,
                 provenance=str(provenance) if provenance.is_file() else None,
+                repeat=real_repeat,
             )
         )
 
@@ -375,7 +404,12 @@ def load_prepared(root: str | Path) -> PreparedData:
         class_names=tuple(raw["class_names"]),
         sources=tuple(
             SourceSummary(
-                name=s["name"], tag=s["tag"], path=s["path"], counts=dict(s["counts"]), provenance=s.get("provenance")
+                name=s["name"],
+                tag=s["tag"],
+                path=s["path"],
+                counts=dict(s["counts"]),
+                provenance=s.get("provenance"),
+                repeat=int(s.get("repeat", 1)),
             )
             for s in raw["sources"]
         ),

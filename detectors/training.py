@@ -642,6 +642,8 @@ def write_model_card(
         train_data.append(
             {**entry, "images": source.counts.get("train", 0), "validation_images": source.counts.get("val", 0)}
         )
+        if source.repeat != 1:
+            train_data[-1]["repeat_per_epoch"] = source.repeat
         if source.name == "real":
             train_data[-1]["class_mapping"] = "every source class id -> 'knife' (ids are unnamed bladed items)"
             heldout.append(
@@ -725,6 +727,8 @@ def train_and_package(
     out_dir: str | Path,
     synthetic_dirs: Sequence[str | Path] = (),
     real_dir: str | Path | None = None,
+    real_repeat: int = 1,
+    synthetic_train_limit: int | None = None,
     resume: bool = False,
     evaluate: bool = True,
     command: str = "",
@@ -738,6 +742,8 @@ def train_and_package(
         out_dir: where ``<task>.onnx`` and ``<task>.json`` are written (``models/``).
         synthetic_dirs: synthetic dataset folders (ignored on resume: the prepared data is reused).
         real_dir: the real X-ray folder, or ``None`` to train without real scans.
+        real_repeat, synthetic_train_limit: the real/synthetic mix of an epoch (see
+            :func:`~detectors.datasets.prepare_detection_data`); ignored on resume.
         resume: continue the run in ``run_dir``.
         evaluate: measure the exported model on each source's held-out split and record it.
         command: the command line that started this, recorded in the card.
@@ -754,7 +760,12 @@ def train_and_package(
         prepared = load_prepared(data_dir)
     else:
         prepared = prepare_detection_data(
-            out_dir=data_dir, class_names=class_names, synthetic_dirs=synthetic_dirs, real_dir=real_dir
+            out_dir=data_dir,
+            class_names=class_names,
+            synthetic_dirs=synthetic_dirs,
+            real_dir=real_dir,
+            real_repeat=real_repeat,
+            synthetic_train_limit=synthetic_train_limit,
         )
     result = train_detector(task=task, data_yaml=prepared.data_yaml, run_dir=run_dir, resume=resume, **train_kwargs)
 

@@ -45,6 +45,20 @@ def register(groups: CommandGroups) -> None:
                 help=f"real X-ray folder (images/, labels/); default ${REAL_ENV}",
             )
             real.add_argument("--no-real", action="store_true", help="train on synthetic data only")
+            p.add_argument(
+                "--real-repeat",
+                type=int,
+                default=1,
+                metavar="N",
+                help="list each real training scan N times per epoch (weights real scanners up; default 1)",
+            )
+        p.add_argument(
+            "--synthetic-limit",
+            type=int,
+            default=None,
+            metavar="N",
+            help="train on at most N images of each synthetic folder (evenly spaced; default all)",
+        )
         p.add_argument("--model", default="yolo11n.yaml", help="ultralytics architecture YAML (default yolo11n.yaml)")
         p.add_argument("--imgsz", type=int, default=416, help="square training size, multiple of 32 (default 416)")
         p.add_argument("--epochs", type=int, default=30, help="planned epochs (default 30)")
@@ -84,6 +98,10 @@ def _command_line(args: argparse.Namespace) -> str:
             parts.append("--no-real")
         elif args.real_resolved:
             parts += ["--real", str(args.real_resolved)]
+            if args.real_repeat != 1:
+                parts += ["--real-repeat", str(args.real_repeat)]
+    if args.synthetic_limit is not None:
+        parts += ["--synthetic-limit", str(args.synthetic_limit)]
     for flag, value in (
         ("--model", args.model),
         ("--imgsz", args.imgsz),
@@ -128,6 +146,8 @@ def _train(args: argparse.Namespace) -> int:
         out_dir=args.out,
         synthetic_dirs=args.synthetic,
         real_dir=real_dir,
+        real_repeat=getattr(args, "real_repeat", 1),
+        synthetic_train_limit=args.synthetic_limit,
         resume=args.resume,
         evaluate=not args.no_eval,
         command=_command_line(args),

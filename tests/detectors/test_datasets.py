@@ -111,6 +111,45 @@ def test_prepare_mixes_sources_remaps_real_and_holds_out_test(tmp_path):
     assert load_prepared(root) == prepared
 
 
+def test_prepare_weights_real_up_and_limits_synthetic(tmp_path):
+    synth = make_synthetic(tmp_path / "synth", train=7, val=3)
+    real = make_fake_real(tmp_path / "real", count=40)
+    prepared = prepare_detection_data(
+        out_dir=tmp_path / "data",
+        class_names=XRAY_CLASSES,
+        synthetic_dirs=[synth],
+        real_dir=real,
+        real_repeat=3,
+        synthetic_train_limit=3,
+    )
+    expected = Counter(real_split(item.image.stem) for item in iter_real(real))
+    root = prepared.root
+    train = sorted(p.name for p in (root / "images" / "train").iterdir())
+    # Evenly spaced synthetic subset (first image kept), every synthetic val image kept.
+    assert [n for n in train if n.startswith("synth0__")] == [
+        "synth0__train_000.png",
+        "synth0__train_002.png",
+        "synth0__train_004.png",
+    ]
+    assert len(list((root / "images" / "val").glob("synth0__*"))) == 3
+    # Each real train scan is listed three times (same file, own label), real val scans once.
+    real_train = [n for n in train if n.startswith("real")]
+    assert len(real_train) == 3 * expected["train"]
+    assert len({(root / "images" / "train" / n).resolve() for n in real_train}) == expected["train"]
+    assert all((root / "labels" / "train" / (Path(n).stem + ".txt")).is_file() for n in real_train)
+    assert len(list((root / "images" / "val").glob("real*"))) == expected["val"]
+    real_summary = next(s for s in prepared.sources if s.name == "real")
+    assert real_summary.repeat == 3 and real_summary.counts["train"] == expected["train"]
+    assert next(s for s in prepared.sources if s.name == "synthetic").counts == {"train": 3, "val": 3}
+    assert load_prepared(root) == prepared
+    with pytest.raises(DatasetError, match="real_repeat"):
+        prepare_detection_data(out_dir=tmp_path / "x", class_names=XRAY_CLASSES, real_dir=real, real_repeat=0)
+    with pytest.raises(DatasetError, match="synthetic_train_limit"):
+        prepare_detection_data(
+            out_dir=tmp_path / "y", class_names=XRAY_CLASSES, synthetic_dirs=[synth], synthetic_train_limit=0
+        )
+
+
 def test_prepare_is_repeatable(tmp_path):
     synth = make_synthetic(tmp_path / "synth", train=3, val=2)
     out = tmp_path / "data"
