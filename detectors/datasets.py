@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import cv2
 import numpy as np
 import yaml
 
@@ -240,13 +241,29 @@ def iter_real(real_dir: Path, split: RealSplit | None = None) -> Iterator[Labell
 
 
 def _reset_dir(path: Path) -> None:
-    """Empty a folder this module created (links and label files only), or create it."""
+    """Empty a folder this module created (links, grey copies and label files), or create it."""
     if path.is_dir():
         for entry in path.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 raise DatasetError(f"{path} holds a sub-folder {entry.name}; not a prepared data folder")
             entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _hash_fraction(name: str, salt: str) -> float:
+    """A number in ``[0, 1)`` fixed by ``name`` and ``salt`` (deterministic choices of files)."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{name}".encode()).digest()[:8], "big") / 2**64
+
+
+def _write_greyscale(source: Path, target: Path) -> None:
+    """Write ``source`` as its luminance in three channels to ``target`` (same format)."""
+    image = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"cannot decode {source}")
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if target.suffix.lower() in (".jpg", ".jpeg") else []
+    if not cv2.imwrite(str(target), grey, params):
+        raise DatasetError(f"cannot write {target}")
 
 
 def evenly_spaced(items: Sequence[T], limit: int) -> list[T]:
@@ -265,6 +282,7 @@ def prepare_detection_data(
     real_class: str = REAL_TARGET_CLASS,
     real_repeat: int = 1,
     synthetic_train_limit: int | None = None,
+    greyscale_fraction: float = 0.0,
 ) -> PreparedData:
     """Write a run's training data folder from synthetic sets and (optionally) the real scans.
 
@@ -283,6 +301,10 @@ def prepare_detection_data(
         synthetic_train_limit: train on at most this many images of each synthetic folder's
             ``train`` split, evenly spaced over its sorted list (deterministic); ``None``: all.
             Its ``val`` split is always kept whole.
+        greyscale_fraction: this share of the images (every source and split, chosen by a hash of
+            the file name) is written as its luminance in three channels instead of linked, so the
+            detector also learns bags as a single-energy scanner's grey display shows them; the
+            shipped model was blind to grey views of the real scans without it (see the card).
 
     Returns:
         The prepared folder with per-source counts.
@@ -300,6 +322,8 @@ def prepare_detection_data(
         raise DatasetError(f"real_repeat must be at least 1, got {real_repeat}")
     if synthetic_train_limit is not None and synthetic_train_limit < 1:
         raise DatasetError(f"synthetic_train_limit must be at least 1, got {synthetic_train_limit}")
+    if not 0.0 <= greyscale_fraction <= 1.0:
+        raise DatasetError(f"greyscale_fraction must be within [0, 1], got {greyscale_fraction}")
     root = Path(out_dir).resolve()
     if root.is_dir() and any(root.iterdir()) and not (root / "manifest.json").is_file():
         raise DatasetError(
@@ -314,7 +338,11 @@ def prepare_detection_data(
 
     def add(item: LabelledImage, tag: str, split: str, labels: np.ndarray) -> None:
         name = f"{tag}__{item.image.name}"
-        (root / "images" / split / name).symlink_to(item.image.resolve())
+        target = root / "images" / split / name
+        if greyscale_fraction > 0 and _hash_fraction(name, "greyscale") < greyscale_fraction:
+            _write_greyscale(item.image, target)
+        else:
+            target.symlink_to(item.image.resolve())
         (root / "labels" / split / f"{tag}__{item.image.stem}.txt").write_text(_format_labels(labels), encoding="utf-8")
 
     sources: list[SourceSummary] = []
@@ -382,6 +410,7 @@ def prepare_detection_data(
             f"test, < {REAL_SPLIT_PERCENT['test'] + REAL_SPLIT_PERCENT['val']} val, else train; "
             f"every real class id mapped to {real_class!r}"
         ),
+        "greyscale_fraction": greyscale_fraction,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return prepared

@@ -33,7 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import numpy.typing as npt
 
 from detectors.datasets import (
     REAL_TARGET_CLASS,
@@ -376,6 +378,7 @@ def evaluate_detector(
     batch_size: int = 8,
     limit: int | None = None,
     breakdowns: Sequence[Breakdown] = BREAKDOWNS,
+    greyscale: bool = False,
     command: str = "",
 ) -> dict[str, Any]:
     """Measure the model of a card on a labelled set and return a metrics block for the card.
@@ -391,6 +394,10 @@ def evaluate_detector(
         limit: evaluate only the first ``limit`` images (by file name), for quick checks.
         breakdowns: per-object attributes of a synthetic set's ``metadata.jsonl`` to break the
             metrics down by; those the metadata lacks are left out.
+        greyscale: show the model each image as its luminance (replicated to three channels), as
+            a single-energy scanner's grey display would show the bag. A proxy: a real single-energy
+            image is the attenuation itself, not the luma of a colour palette, but it removes the
+            material colour the model may lean on. Recorded in the block as ``view``.
         command: the command line that reproduces this block, recorded in it.
 
     Returns:
@@ -438,6 +445,8 @@ def evaluate_detector(
     try:
         for chunk in _chunks(items, batch_size):
             pixels = [read_image_file(item.image) for item in chunk]
+            if greyscale:
+                pixels = [as_greyscale(image) for image in pixels]
             predictions.extend(detector.detect(pixels))
             for item, image in zip(chunk, pixels, strict=True):
                 labels = read_yolo_labels(item.label, None if real else len(class_names))
@@ -460,6 +469,7 @@ def evaluate_detector(
         "path": source,
         "split": split,
         "class_agnostic": real,
+        "view": "greyscale (luma)" if greyscale else "as scanned",
         **metrics.to_dict(),
         "detector": {
             "backend": backend_name,
@@ -486,6 +496,12 @@ def evaluate_detector(
             )
         )
     return block
+
+
+def as_greyscale(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """An RGB image as its ITU-R 601 luma in three identical channels (what a grey display shows)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def record_metrics(card_path: str | Path, key: str, block: Mapping[str, Any]) -> ModelCard:

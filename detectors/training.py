@@ -729,6 +729,7 @@ def train_and_package(
     real_dir: str | Path | None = None,
     real_repeat: int = 1,
     synthetic_train_limit: int | None = None,
+    greyscale_fraction: float = 0.0,
     resume: bool = False,
     evaluate: bool = True,
     command: str = "",
@@ -742,7 +743,7 @@ def train_and_package(
         out_dir: where ``<task>.onnx`` and ``<task>.json`` are written (``models/``).
         synthetic_dirs: synthetic dataset folders (ignored on resume: the prepared data is reused).
         real_dir: the real X-ray folder, or ``None`` to train without real scans.
-        real_repeat, synthetic_train_limit: the real/synthetic mix of an epoch (see
+        real_repeat, synthetic_train_limit, greyscale_fraction: the mix of an epoch (see
             :func:`~detectors.datasets.prepare_detection_data`); ignored on resume.
         resume: continue the run in ``run_dir``.
         evaluate: measure the exported model on each source's held-out split and record it.
@@ -766,6 +767,7 @@ def train_and_package(
             real_dir=real_dir,
             real_repeat=real_repeat,
             synthetic_train_limit=synthetic_train_limit,
+            greyscale_fraction=greyscale_fraction,
         )
     result = train_detector(task=task, data_yaml=prepared.data_yaml, run_dir=run_dir, resume=resume, **train_kwargs)
 

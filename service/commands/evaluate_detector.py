@@ -47,6 +47,11 @@ def register(groups: CommandGroups) -> None:
         p.add_argument("--write-card", action="store_true", help="record the result in the model card")
         p.add_argument("--key", default=None, help="metrics key in the card (default real_test / synthetic_val)")
         p.add_argument("--json", action="store_true", help="print the full metrics block as JSON")
+        p.add_argument(
+            "--greyscale",
+            action="store_true",
+            help="show the model each image in grey (luma), as a single-energy scanner's display would",
+        )
         p.set_defaults(func=_evaluate, task=task)
 
 
@@ -56,6 +61,8 @@ def _command_line(args: argparse.Namespace, real_dir: str | None) -> str:
     extra = [] if args.limit is None else ["--limit", str(args.limit)]
     if args.backend != "onnxruntime":
         extra += ["--backend", args.backend]
+    if args.greyscale:
+        extra.append("--greyscale")
     return evaluate_command(args.task, args.model, args.data, split=args.split, real_dir=real_dir, extra=extra)
 
 
@@ -84,6 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         backend_kwargs=backend_kwargs,
         batch_size=args.batch,
         limit=args.limit,
+        greyscale=args.greyscale,
         command=_command_line(args, real_dir),
     )
     if args.json:
@@ -91,7 +99,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         _print_block(block)
     if args.write_card:
-        key = args.key or ("real_test" if real else "synthetic_val")
+        key = args.key or ("real_test" if real else "synthetic_val") + ("_greyscale" if args.greyscale else "")
         record_metrics(args.model, key, block)
         print(f"recorded as metrics[{key!r}] in {args.model}")
     return 0
@@ -105,7 +113,7 @@ def _print_block(block: dict[str, Any]) -> None:
     scope = "class-agnostic" if block["class_agnostic"] else "per class"
     print(
         f"{block['dataset']} {block['split']} ({block['path']}): {block['num_images']} images, "
-        f"{block['num_gt']} objects, {scope}, {block['seconds']} s"
+        f"{block['num_gt']} objects, {scope}, {block.get('view', 'as scanned')}, {block['seconds']} s"
     )
     print(
         f"mAP50 {_num(block['map50'])}  mAP50-95 {_num(block['map50_95'])}  "

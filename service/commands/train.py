@@ -59,6 +59,13 @@ def register(groups: CommandGroups) -> None:
             metavar="N",
             help="train on at most N images of each synthetic folder (evenly spaced; default all)",
         )
+        p.add_argument(
+            "--greyscale-fraction",
+            type=float,
+            default=0.0,
+            metavar="F",
+            help="show this share of the images in grey, as single-energy scanners do (default 0)",
+        )
         p.add_argument("--model", default="yolo11n.yaml", help="ultralytics architecture YAML (default yolo11n.yaml)")
         p.add_argument("--imgsz", type=int, default=416, help="square training size, multiple of 32 (default 416)")
         p.add_argument("--epochs", type=int, default=30, help="planned epochs (default 30)")
@@ -102,6 +109,8 @@ def _command_line(args: argparse.Namespace) -> str:
                 parts += ["--real-repeat", str(args.real_repeat)]
     if args.synthetic_limit is not None:
         parts += ["--synthetic-limit", str(args.synthetic_limit)]
+    if args.greyscale_fraction:
+        parts += ["--greyscale-fraction", str(args.greyscale_fraction)]
     for flag, value in (
         ("--model", args.model),
         ("--imgsz", args.imgsz),
@@ -148,6 +157,7 @@ def _train(args: argparse.Namespace) -> int:
         real_dir=real_dir,
         real_repeat=getattr(args, "real_repeat", 1),
         synthetic_train_limit=args.synthetic_limit,
+        greyscale_fraction=args.greyscale_fraction,
         resume=args.resume,
         evaluate=not args.no_eval,
         command=_command_line(args),

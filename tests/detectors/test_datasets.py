@@ -150,6 +150,40 @@ def test_prepare_weights_real_up_and_limits_synthetic(tmp_path):
         )
 
 
+def test_prepare_writes_a_share_of_images_in_grey(tmp_path):
+    import cv2
+
+    synth = make_synthetic(tmp_path / "synth", train=20, val=10)
+    real = make_fake_real(tmp_path / "real", count=40)
+    prepared = prepare_detection_data(
+        out_dir=tmp_path / "data",
+        class_names=XRAY_CLASSES,
+        synthetic_dirs=[synth],
+        real_dir=real,
+        greyscale_fraction=0.5,
+    )
+    images = sorted((prepared.root / "images").rglob("*.*"))
+    grey = [p for p in images if not p.is_symlink()]
+    assert 0.25 * len(images) < len(grey) < 0.75 * len(images)
+    for path in grey:
+        pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert pixels is not None and pixels.shape[2] == 3
+        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    # The colour sources are untouched, and the choice is the same on every preparation.
+    assert all(p.resolve().is_relative_to(tmp_path / "synth") or "real" in p.name for p in images if p.is_symlink())
+    again = prepare_detection_data(
+        out_dir=tmp_path / "data",
+        class_names=XRAY_CLASSES,
+        synthetic_dirs=[synth],
+        real_dir=real,
+        greyscale_fraction=0.5,
+    )
+    assert {p for p in (again.root / "images").rglob("*.*") if not p.is_symlink()} == set(grey)
+    assert json.loads((again.root / "manifest.json").read_text())["greyscale_fraction"] == 0.5
+    with pytest.raises(DatasetError, match="greyscale_fraction"):
+        prepare_detection_data(out_dir=tmp_path / "z", class_names=XRAY_CLASSES, real_dir=real, greyscale_fraction=1.5)
+
+
 def test_prepare_is_repeatable(tmp_path):
     synth = make_synthetic(tmp_path / "synth", train=3, val=2)
     out = tmp_path / "data"

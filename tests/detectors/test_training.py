@@ -127,6 +127,28 @@ def test_evaluate_cli_rewrites_card(trained, capsys):
     assert block["num_images"] == 3 and "--limit 3" in block["command"]
 
 
+def test_evaluate_cli_greyscale_view(trained, capsys):
+    card_path = trained["result"].card_path
+    args = ["evaluate", "xray", "--model", str(card_path), "--data", "real", "--real", str(trained["real"])]
+    assert main([*args, "--greyscale", "--write-card", "--limit", "3"]) == 0
+    assert "greyscale (luma)" in capsys.readouterr().out
+    block = ModelCard.load(card_path).metrics["real_test_greyscale"]
+    assert block["view"] == "greyscale (luma)" and "--greyscale" in block["command"]
+    assert ModelCard.load(card_path).metrics["real_test"]["view"] == "as scanned"
+
+
+def test_as_greyscale_is_the_luma_in_three_channels():
+    import numpy as np
+
+    from detectors.evaluation import as_greyscale
+
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red: luma 0.299 * 200 = 60
+    grey = as_greyscale(rgb)
+    assert grey.shape == rgb.shape and grey.dtype == np.uint8
+    assert (grey == 60).all()
+
+
 def test_breakdown_needs_metadata_that_matches_the_labels(trained, tmp_path):
     import shutil
 
