@@ -9,10 +9,19 @@ Ranking of a document's matches: for each stamp or signature found, every *claim
 specimen comes first (in the order the owners were claimed), then the other owners most like the
 mark, best first, until ``top_k`` entries are listed. Claimed owners are always listed, even beyond
 ``top_k``: the clerk asked about them.
+
+How a stamp is scored: the embedding finds the candidate owners (claimed ones, and the 1:N search);
+when the similarity card has an aligned stamp calibration (:mod:`similarity.aligned`), each
+candidate owner's percentage and verdict then come from the aligned comparison of the crop with
+that owner's specimens, which catches re-carved dies the embedding cannot see. A crop in which no
+stamp ink is found cannot be aligned and keeps the embedding's score. Every match says which
+``method`` scored it (``"aligned"`` or ``"embedding"``). Signatures are scored by the embedding.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import InvalidRequestError, ModelUnavailableError, NotFoundError, sentence
+from similarity.aligned import AlignedStampScorer, PreparedCache
 from similarity.registry import (
     KINDS,
     RegistryError,
@@ -31,9 +41,16 @@ from similarity.registry import (
     UnknownSpecimenError,
 )
 from similarity.scoring import Scorer
+from similarity.stamp_match import BlankCropError, PreparedStamp, StampMatchError
 from vision.types import Match, Verdict
 
 V = TypeVar("V")
+log = logging.getLogger(__name__)
+
+#: How a match was scored (see the module docstring).
+Method = str
+EMBEDDING: Method = "embedding"
+ALIGNED: Method = "aligned"
 
 __all__ = ["KINDS", "Comparison", "SpecimenMatch", "SpecimenMatcher", "SpecimenScore"]
 
@@ -46,11 +63,13 @@ class SpecimenMatch:
         match: the core match (detection index, specimen, owner, percent, threshold, verdict).
         kind: ``"stamp"`` or ``"signature"``.
         claimed: whether the request named this owner.
+        method: ``"aligned"`` or ``"embedding"``: what produced the percentage.
     """
 
     match: Match
     kind: str
     claimed: bool
+    method: Method = EMBEDDING
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,7 @@ class Comparison:
         specimen_id: the best specimen.
         owner: its owner.
         per_specimen: every specimen compared, best first.
+        method: ``"aligned"`` or ``"embedding"``: what produced the percentages.
     """
 
     kind: str
@@ -87,6 +107,7 @@ class Comparison:
     specimen_id: str
     owner: str
     per_specimen: tuple[SpecimenScore, ...]
+    method: Method = EMBEDDING
 
 
 def _translated(call: Callable[[], V]) -> V:
@@ -115,16 +136,27 @@ class SpecimenMatcher:
         scorers: mark kind -> scorer from the embedding model's card; kinds without one cannot be
             compared (503).
         top_k: entries listed per detected mark (claimed owners may add more).
+        aligned_stamps: the aligned stamp verifier from the card, or ``None`` (stamps are then
+            scored by the embedding).
 
     Every method may block on the database or the registry's lock: call from a worker thread.
     """
 
-    def __init__(self, registry: SpecimenRegistry, scorers: Mapping[str, Scorer], *, top_k: int = 3) -> None:
+    def __init__(
+        self,
+        registry: SpecimenRegistry,
+        scorers: Mapping[str, Scorer],
+        *,
+        top_k: int = 3,
+        aligned_stamps: AlignedStampScorer | None = None,
+    ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.registry = registry
         self.scorers = dict(scorers)
         self.top_k = top_k
+        self.aligned_stamps = aligned_stamps
+        self._prepared = PreparedCache()
 
     @property
     def model_version(self) -> str:
@@ -160,6 +192,8 @@ class SpecimenMatcher:
         marks: Sequence[tuple[int, str]],
         embeddings: npt.NDArray[np.float32],
         claimed: Sequence[str],
+        *,
+        crops: Sequence[npt.NDArray[np.uint8]] | None = None,
     ) -> list[SpecimenMatch]:
         """Rank specimens for each detected mark.
 
@@ -167,25 +201,36 @@ class SpecimenMatcher:
             marks: ``(detection index, kind)`` of each mark, in the order of ``embeddings``.
             embeddings: ``(len(marks), D)`` float32 unit rows.
             claimed: owners named by the request, in their order of importance.
+            crops: the marks' pixels, in the same order, for the aligned stamp comparison
+                (without them stamps are scored by the embedding).
 
         Returns:
-            Matches grouped by mark in ``marks`` order; within a mark, claimed owners first.
+            Matches grouped by mark in ``marks`` order; within a mark, claimed owners first, then
+            the others best first.
         """
         if len(marks) != len(embeddings):
             raise ValueError(f"{len(marks)} marks but {len(embeddings)} embeddings")
+        if crops is not None and len(crops) != len(marks):
+            raise ValueError(f"{len(marks)} marks but {len(crops)} crops")
 
         def rank_all() -> list[SpecimenMatch]:
             out: list[SpecimenMatch] = []
-            for (index, kind), vector in zip(marks, embeddings, strict=True):
-                out += self._rank(index, kind, vector, claimed)
+            for j, ((index, kind), vector) in enumerate(zip(marks, embeddings, strict=True)):
+                query = self._aligned_query(kind, None if crops is None else crops[j])
+                out += self._rank(index, kind, vector, claimed, query)
             return out
 
         return _translated(rank_all)
 
     def _rank(
-        self, index: int, kind: str, vector: npt.NDArray[np.float32], claimed: Sequence[str]
+        self,
+        index: int,
+        kind: str,
+        vector: npt.NDArray[np.float32],
+        claimed: Sequence[str],
+        query: PreparedStamp | None,
     ) -> list[SpecimenMatch]:
-        scorer = self.scorer(kind)
+        self.scorer(kind)  # 503 before any search when the kind cannot be scored
         ranked: list[SpecimenMatch] = []
         seen: set[str] = set()
         for owner in claimed:
@@ -193,18 +238,99 @@ class SpecimenMatcher:
                 best = self.registry.verify(vector, owner, kind)[0]
             except UnknownOwnerError:
                 continue  # the owner has specimens of the other kind only
-            match = scorer.match(best.cosine, detection=index, specimen_id=best.specimen_id, owner=owner)
-            ranked.append(SpecimenMatch(match, kind, claimed=True))
+            ranked.append(self._owner_match(index, kind, owner, best.specimen_id, best.cosine, query, claimed=True))
             seen.add(owner)
         if len(ranked) < self.top_k:
+            others: list[SpecimenMatch] = []
             for hit in self.registry.identify(vector, kind, top_k=self.top_k + len(seen)):
                 if hit.owner in seen:
                     continue
-                match = scorer.match(hit.cosine, detection=index, specimen_id=hit.specimen_id, owner=hit.owner)
-                ranked.append(SpecimenMatch(match, kind, claimed=False))
-                if len(ranked) >= self.top_k:
+                others.append(
+                    self._owner_match(index, kind, hit.owner, hit.specimen_id, hit.cosine, query, claimed=False)
+                )
+                if len(ranked) + len(others) >= self.top_k:
                     break
+            # The embedding picked these owners; their order is that of the scores shown.
+            ranked += sorted(others, key=lambda m: -m.match.similarity)
         return ranked
+
+    # ------------------------------------------------------------------------ aligned stamps
+
+    def _aligned_query(self, kind: str, crop: npt.NDArray[np.uint8] | None) -> PreparedStamp | None:
+        """The crop prepared for the aligned comparison, or ``None`` when stamps of this kind are
+        scored by the embedding (not a stamp, no aligned calibration, no crop, or no stamp ink)."""
+        if kind != "stamp" or self.aligned_stamps is None or crop is None:
+            return None
+        try:
+            return self.aligned_stamps.prepare(crop)
+        except StampMatchError as e:
+            log.info("stamp crop cannot be aligned (%s); scored by the embedding", e)
+            return None
+
+    def _prepare_specimen(self, specimen_id: str) -> PreparedStamp:
+        """One registered specimen prepared for the aligned comparison (cached by id).
+
+        Raises:
+            StampMatchError: no stamp ink in it.
+        """
+        aligned = self.aligned_stamps
+        assert aligned is not None
+        return self._prepared.get(specimen_id, functools.partial(self.registry.image, specimen_id), aligned.prepare)
+
+    def _prepared_specimens(self, owner: str) -> list[tuple[str, PreparedStamp]]:
+        """The owner's stamp specimens prepared for the aligned comparison (cached by id);
+        specimens without stamp ink are skipped."""
+        out = []
+        for info in self.registry.specimens(owner=owner, kind="stamp"):
+            try:
+                prepared = self._prepare_specimen(info.id)
+            except StampMatchError as e:
+                log.warning("stamp specimen %s of %s cannot be aligned (%s); skipped", info.id, owner, e)
+                continue
+            out.append((info.id, prepared))
+        return out
+
+    def _aligned_scores(
+        self, query: PreparedStamp, specimens: Sequence[tuple[str, PreparedStamp]]
+    ) -> list[tuple[str, float, Verdict]]:
+        """``(specimen id, percent, verdict)`` of the query against each specimen."""
+        aligned = self.aligned_stamps
+        assert aligned is not None
+        out = []
+        for sid, prepared in specimens:
+            result = aligned.score(query, [prepared])
+            out.append((sid, result.percent, result.verdict))
+        return out
+
+    def _owner_match(
+        self,
+        index: int,
+        kind: str,
+        owner: str,
+        specimen_id: str,
+        cosine: float,
+        query: PreparedStamp | None,
+        *,
+        claimed: bool,
+    ) -> SpecimenMatch:
+        """One owner's match: aligned when the query could be prepared and the owner has usable
+        stamp specimens, else the embedding's score of its best specimen."""
+        if query is not None:
+            specimens = self._prepared_specimens(owner)
+            if specimens:
+                sid, percent, verdict = max(self._aligned_scores(query, specimens), key=lambda r: r[1])
+                threshold = self.aligned_stamps.threshold  # type: ignore[union-attr]
+                match = Match(
+                    detection=index,
+                    specimen_id=sid,
+                    owner=owner,
+                    similarity=percent,
+                    threshold=threshold,
+                    verdict=verdict,
+                )
+                return SpecimenMatch(match, kind, claimed=claimed, method=ALIGNED)
+        match = self.scorer(kind).match(cosine, detection=index, specimen_id=specimen_id, owner=owner)
+        return SpecimenMatch(match, kind, claimed=claimed, method=EMBEDDING)
 
     # ------------------------------------------------------------------------------- compare
 
@@ -222,15 +348,27 @@ class SpecimenMatcher:
             raise NotFoundError(f"No {kind} specimen is registered for owner {owner!r}.", "unknown_owner")
 
     def compare(
-        self, vector: npt.NDArray[np.float32], kind: str, *, specimen_id: str | None = None, owner: str | None = None
+        self,
+        vector: npt.NDArray[np.float32],
+        kind: str,
+        *,
+        specimen_id: str | None = None,
+        owner: str | None = None,
+        crop: npt.NDArray[np.uint8] | None = None,
     ) -> Comparison:
         """Score an uploaded crop against one specimen, or against every specimen of one owner.
 
-        Exactly one of ``specimen_id`` and ``owner`` must be given.
+        Exactly one of ``specimen_id`` and ``owner`` must be given. ``crop`` (the uploaded pixels)
+        lets a stamp be scored by the aligned comparison (module docstring).
         """
         if (specimen_id is None) == (owner is None):
             raise InvalidRequestError("Give exactly one of 'specimen_id' and 'owner'.")
         self.check_target(kind, specimen_id=specimen_id, owner=owner)
+        query = self._aligned_query(kind, crop)
+        if query is not None:
+            comparison = _translated(lambda: self._compare_aligned(query, kind, specimen_id, owner))
+            if comparison is not None:
+                return comparison
         scorer = self.scorer(kind)
         if specimen_id is not None:
             info = self.get(specimen_id)
@@ -256,12 +394,68 @@ class SpecimenMatcher:
             per_specimen=tuple(scores),
         )
 
+    def _compare_aligned(
+        self, query: PreparedStamp, kind: str, specimen_id: str | None, owner: str | None
+    ) -> Comparison | None:
+        """The aligned comparison, or ``None`` when no specimen can be aligned."""
+        aligned = self.aligned_stamps
+        assert aligned is not None
+        if specimen_id is not None:
+            info = self.get(specimen_id)
+            infos = {info.id: info}
+            try:
+                specimens = [
+                    (info.id, self._prepared.get(info.id, lambda: self.registry.image(info.id), aligned.prepare))
+                ]
+            except StampMatchError:
+                return None
+        else:
+            assert owner is not None
+            infos = {i.id: i for i in self.registry.specimens(owner=owner, kind=kind)}
+            specimens = self._prepared_specimens(owner)
+        if not specimens:
+            return None
+        scores = sorted(
+            (
+                SpecimenScore(sid, infos[sid].owner, infos[sid].label, percent, verdict)
+                for sid, percent, verdict in self._aligned_scores(query, specimens)
+            ),
+            key=lambda s: -s.similarity,
+        )
+        best = scores[0]
+        return Comparison(
+            kind=kind,
+            similarity=best.similarity,
+            verdict=best.verdict,
+            threshold=aligned.threshold,
+            band=aligned.band,
+            specimen_id=best.specimen_id,
+            owner=best.owner,
+            per_specimen=tuple(scores),
+            method=ALIGNED,
+        )
+
     # ----------------------------------------------------------------------------- specimens
 
     def register(
         self, *, owner: str, kind: str, image: npt.NDArray[np.uint8], embedding: npt.NDArray[np.float32], label: str
     ) -> SpecimenInfo:
-        """Store a specimen (commits at once)."""
+        """Store a specimen (commits at once).
+
+        Raises:
+            InvalidRequestError: a stamp specimen in which no stamp ink is found, while stamps are
+                verified by the aligned comparison (it could never be matched).
+        """
+        if kind == "stamp" and self.aligned_stamps is not None:
+            try:
+                self.aligned_stamps.prepare(image)
+            except BlankCropError as e:
+                raise InvalidRequestError(
+                    f"No stamp ink was found in this image, so it cannot serve as a stamp specimen ({e}).",
+                    code="blank_specimen",
+                ) from e
+            except StampMatchError as e:
+                raise InvalidRequestError(f"This image cannot serve as a stamp specimen: {e}.") from e
         return _translated(
             lambda: self.registry.add(owner=owner, kind=kind, image=image, embedding=embedding, label=label)
         )
@@ -281,3 +475,4 @@ class SpecimenMatcher:
     def delete(self, specimen_id: str) -> None:
         """Remove a specimen (commits at once); 404 if unknown."""
         _translated(lambda: self.registry.delete(specimen_id))
+        self._prepared.discard(specimen_id)

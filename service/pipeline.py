@@ -115,7 +115,9 @@ class InspectionPipeline:
         self.decoder = decoder
         self.metrics = metrics
         self._matcher = (
-            SpecimenMatcher(runtime.registry, runtime.scorers, top_k=top_k) if runtime.registry is not None else None
+            SpecimenMatcher(runtime.registry, runtime.scorers, top_k=top_k, aligned_stamps=runtime.aligned_stamps)
+            if runtime.registry is not None
+            else None
         )
 
     @classmethod
@@ -214,7 +216,7 @@ class InspectionPipeline:
         if marks:
             crops = MarkDetector.crops(record.pixels, detections[np.array([i for i, _ in marks])])
             embedded = await embedder.submit(tuple(crops))
-            matches = await asyncio.to_thread(matcher.match_marks, marks, embedded.embeddings, claimed)
+            matches = await asyncio.to_thread(matcher.match_marks, marks, embedded.embeddings, claimed, crops=crops)
         timings = {
             "decode": decode_ms,
             **result.timings_ms,
@@ -274,7 +276,7 @@ class InspectionPipeline:
         crop = await self.embed_crop(data, filename=filename)
         match_start = time.perf_counter()
         comparison = await asyncio.to_thread(
-            matcher.compare, crop.embedding, kind, specimen_id=specimen_id, owner=owner
+            matcher.compare, crop.embedding, kind, specimen_id=specimen_id, owner=owner, crop=crop.record.pixels
         )
         crop.timings_ms.update(_rounded({"match": _ms_since(match_start), "total": _ms_since(start)}))
         self.metrics.observe_stages("compare", crop.timings_ms)

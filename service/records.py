@@ -135,7 +135,7 @@ class RecordStore:
             payload["claimed_owners"] = body.claimed_owners
             payload["matches"] = [
                 {"detection": m.detection, "specimen_id": m.specimen_id, "owner": m.owner,
-                 "similarity": m.similarity, "verdict": m.verdict}
+                 "similarity": m.similarity, "verdict": m.verdict, "method": m.method}
                 for m in body.matches
             ]  # fmt: skip
 

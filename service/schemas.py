@@ -75,6 +75,11 @@ class MatchOut(BaseModel):
     verdict: Verdict
     threshold: float = Field(description="decision threshold, percent")
     claimed: bool = Field(description="whether the request named this owner")
+    method: Literal["aligned", "embedding"] = Field(
+        "embedding",
+        description="what scored it: 'aligned' (stamp aligned onto the owner's specimens) or 'embedding' "
+        "(reports stored before aligned scoring existed read as 'embedding')",
+    )
 
     @classmethod
     def from_core(cls, m: SpecimenMatch) -> MatchOut:
@@ -88,6 +93,7 @@ class MatchOut(BaseModel):
             verdict=m.match.verdict,
             threshold=m.match.threshold,
             claimed=m.claimed,
+            method=m.method,  # type: ignore[arg-type]
         )
 
 
@@ -182,6 +188,7 @@ class CompareOut(BaseModel):
     specimen_id: str
     owner: str
     per_specimen: list[SpecimenScoreOut]
+    method: Literal["aligned", "embedding"] = Field(description="what scored it (see MatchOut.method)")
     image_sha256: str
     models: dict[str, str]
     timings_ms: dict[str, float]
@@ -200,6 +207,7 @@ class CompareOut(BaseModel):
             specimen_id=c.specimen_id,
             owner=c.owner,
             per_specimen=[SpecimenScoreOut.from_core(s) for s in c.per_specimen],
+            method=c.method,  # type: ignore[arg-type]
             image_sha256=image_sha256,
             models=models,
             timings_ms=timings_ms,

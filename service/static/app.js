@@ -522,7 +522,11 @@
         el("strong", { className: "similarity-value" }, pct(best.similarity)),
         " similar · ",
         verdictBadge(best.verdict),
-        el("span", { className: "hint" }, ` threshold ${pct(best.threshold)}`),
+        el(
+          "span",
+          { className: "hint" },
+          ` threshold ${pct(best.threshold)} · ${best.method === "aligned" ? "aligned comparison" : "embedding"}`,
+        ),
       ),
     );
     if (matches.length > 1) {

@@ -133,7 +133,16 @@ def write_document_model(models_dir: Path) -> Path:
     return write_detector(models_dir, "document", DOCUMENT_CLASSES, rows)
 
 
-def write_similarity_model(models_dir: Path, *, seed: int = 7, dim: int = 16) -> Path:
+#: An aligned stamp section (``similarity.aligned``) with the identity calibration: percent = 100 * s.
+ALIGNED_SCORING = {
+    "weights": None,
+    "use_scale": False,
+    "calibration": {"method": "platt", "slope": 1.0, "intercept": 0.0, "prior": 0.5},
+    "decision": {"threshold": 50.0, "band": 5.0, "basis": "test"},
+}
+
+
+def write_similarity_model(models_dir: Path, *, seed: int = 7, dim: int = 16, aligned: bool = False) -> Path:
     h, w = EMBED_INPUT
     projection = np.random.default_rng(seed).normal(size=(48, dim)).astype(np.float32)
     bias = np.full((dim,), 0.05, np.float32)
@@ -161,7 +170,8 @@ def write_similarity_model(models_dir: Path, *, seed: int = 7, dim: int = 16) ->
         pad_value=255,
         max_batch=16,
     )
-    return _save(model, models_dir, spec, "embed", metrics={"scoring": SCORING})
+    scoring = {**SCORING, "stamp_aligned": ALIGNED_SCORING} if aligned else SCORING
+    return _save(model, models_dir, spec, "embed", metrics={"scoring": scoring})
 
 
 def write_all_models(models_dir: Path) -> Path:

@@ -1,0 +1,141 @@
+"""Stamps verified by the aligned comparison through the API (``similarity.aligned``).
+
+The similarity card of these tests carries a ``stamp_aligned`` section with the identity calibration
+(percent = 100 x the combined stamp-match score), so the percentages below are the aligned
+comparison's own. Stamps are rendered by the project's generator at scan resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors.synth.fonts import FontNotFoundError, default_catalog
+from detectors.synth.stamps import ForgeryKind, ImpressionCondition, StampDesign, forge, render_impression
+from tests.service.conftest import Service, running_service
+from tests.service.fixtures import (
+    document_page,
+    png,
+    scribble,
+    write_document_model,
+    write_similarity_model,
+    write_xray_model,
+)
+
+if not default_catalog().has("latin"):
+    pytest.skip("no Latin font installed (Debian: fonts-dejavu-core fonts-liberation2)", allow_module_level=True)
+
+
+def _design() -> StampDesign:
+    """The first drawable English round stamp without a date line."""
+    for i in range(400):
+        try:
+            d = StampDesign.for_authority(f"AUTH-{i:05d}")
+        except FontNotFoundError:
+            continue
+        if d.language == "en" and d.shape == "round" and not d.has_date:
+            return d
+    pytest.skip("no drawable round design with the installed fonts")
+
+
+def _stamp(design: StampDesign, seed: int, angle: float = 0.0) -> np.ndarray:
+    """One impression on white paper with a margin, ``(H, W, 3)`` uint8 RGB at 200 dpi."""
+    condition = ImpressionCondition(angle_deg=angle, density=0.9, gaps=0.15)
+    imp = render_impression(design, np.random.default_rng(seed), dpi=200.0, condition=condition, date="")
+    absorb = np.pad(imp.ink.absorb, ((24, 24), (24, 24), (0, 0)))
+    return np.clip((1.0 - absorb) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def aligned_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    models = tmp_path_factory.mktemp("models-aligned")
+    write_xray_model(models)
+    write_document_model(models)
+    write_similarity_model(models, aligned=True)
+    with running_service(tmp_path_factory.mktemp("var"), models) as svc:
+        yield svc
+
+
+def _post(service: Service, route: str, role: str, pixels: np.ndarray, **data: Any) -> Any:
+    files = {"image": ("upload.png", png(pixels), "image/png")}
+    return service.client.post(route, files=files, data=data, headers=service.auth(role))
+
+
+def test_a_recarved_stamp_scores_below_a_genuine_impression(aligned_service: Service) -> None:
+    design = _design()
+    specimen = _post(aligned_service, "/v1/specimens", "admin", _stamp(design, 1), kind="stamp", owner="AUTH-X")
+    assert specimen.status_code == 201, specimen.text
+
+    genuine = _post(aligned_service, "/v1/compare", "clerk", _stamp(design, 2, angle=9.0), kind="stamp", owner="AUTH-X")
+    forged_design = forge(design, ForgeryKind.ALTERED_TEXT, np.random.default_rng(5))
+    forged = _post(aligned_service, "/v1/compare", "clerk", _stamp(forged_design, 2), kind="stamp", owner="AUTH-X")
+    assert genuine.status_code == forged.status_code == 200, (genuine.text, forged.text)
+    g, f = genuine.json(), forged.json()
+    assert g["method"] == f["method"] == "aligned"
+    assert g["specimen_id"] == specimen.json()["id"]
+    assert g["similarity"] > f["similarity"]
+    assert g["threshold"] == 50.0 and g["band"] == 5.0
+    assert [s["specimen_id"] for s in g["per_specimen"]] == [specimen.json()["id"]]
+
+    # By specimen id as well, and the same score (specimens are prepared once and cached).
+    again = _post(
+        aligned_service,
+        "/v1/compare",
+        "clerk",
+        _stamp(design, 2, angle=9.0),
+        kind="stamp",
+        specimen_id=specimen.json()["id"],
+    )
+    assert again.status_code == 200 and again.json()["method"] == "aligned"
+    assert again.json()["similarity"] == g["similarity"]
+
+
+def test_a_blank_stamp_specimen_is_refused_and_a_blank_query_falls_back(aligned_service: Service) -> None:
+    paper = np.full((120, 160, 3), 246, np.uint8)
+    r = _post(aligned_service, "/v1/specimens", "admin", paper, kind="stamp", owner="AUTH-BLANK")
+    assert r.status_code == 422 and r.json()["error"] == "blank_specimen", r.text
+    assert "stamp ink" in r.json()["detail"]
+
+    design = _design()
+    assert (
+        _post(aligned_service, "/v1/specimens", "admin", _stamp(design, 3), kind="stamp", owner="AUTH-Y").status_code
+        == 201
+    )
+    # A query without stamp ink cannot be aligned: the embedding scores it, and says so.
+    r = _post(aligned_service, "/v1/compare", "clerk", paper, kind="stamp", owner="AUTH-Y")
+    assert r.status_code == 200, r.text
+    assert r.json()["method"] == "embedding"
+
+
+def test_signatures_and_document_matches_say_how_they_were_scored(aligned_service: Service) -> None:
+    ink = scribble(seed=41)
+    assert _post(aligned_service, "/v1/specimens", "admin", ink, kind="signature", owner="W-S").status_code == 201
+    r = _post(aligned_service, "/v1/compare", "clerk", ink, kind="signature", owner="W-S")
+    assert r.status_code == 200 and r.json()["method"] == "embedding"
+
+    body = _post(aligned_service, "/v1/documents/inspect", "scanner", document_page(seed=3)).json()
+    assert body["matches"], body
+    assert {m["method"] for m in body["matches"]} <= {"aligned", "embedding"}
+    for m in body["matches"]:
+        if m["kind"] == "signature":
+            assert m["method"] == "embedding"
+
+
+def test_reports_stored_before_the_method_field_still_read(tmp_path: Path) -> None:
+    from service.schemas import MatchOut
+
+    old = {
+        "detection": 0,
+        "kind": "stamp",
+        "specimen_id": "s",
+        "owner": "o",
+        "similarity": 61.2,
+        "verdict": "genuine",
+        "threshold": 50.0,
+        "claimed": True,
+    }
+    assert MatchOut.model_validate(old).method == "embedding"

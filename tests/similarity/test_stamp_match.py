@@ -1,0 +1,135 @@
+"""Aligned stamp comparison: ink maps, alignment, genuine vs re-carved, input validation."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from detectors.synth.fonts import FontNotFoundError, default_catalog
+from detectors.synth.stamps import ForgeryKind, ImpressionCondition, StampDesign, forge, render_impression
+from similarity.stamp_match import (
+    DEFAULT_WEIGHTS,
+    FEATURE_NAMES,
+    BlankCropError,
+    StampMatcher,
+    StampMatchError,
+    align,
+    ink_map,
+)
+
+DPI = 200.0  # the comparison is about 1-3 px details: render at the resolution it is meant for
+
+if not default_catalog().has("latin"):
+    pytest.skip("no Latin font installed (Debian: fonts-dejavu-core fonts-liberation2)", allow_module_level=True)
+
+
+def _design(shape: str, ink: str | None = None) -> StampDesign:
+    """The first drawable Latin-script authority with a stamp of ``shape`` (and ``ink``)."""
+    for i in range(400):
+        try:
+            d = StampDesign.for_authority(f"AUTH-{i:05d}")
+        except FontNotFoundError:
+            continue
+        if d.language == "en" and d.shape == shape and (ink is None or d.ink == ink) and not d.has_date:
+            return d
+    pytest.skip(f"no drawable {shape} design with the installed fonts")
+
+
+def _crop(design: StampDesign, seed: int, *, angle: float = 0.0, pad: int = 24) -> np.ndarray:
+    """A clean impression laid on white paper with a margin: ``(H, W, 3)`` uint8 RGB."""
+    cond = ImpressionCondition(angle_deg=angle, density=0.9, gaps=0.15)
+    imp = render_impression(design, np.random.default_rng(seed), dpi=DPI, condition=cond, date="")
+    absorb = np.pad(imp.ink.absorb, ((pad, pad), (pad, pad), (0, 0)))
+    return np.clip((1.0 - absorb) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_ink_map_keeps_coloured_ink_and_drops_black_text():
+    crop = _crop(_design("round", "blue"), 0)
+    text_row = crop.shape[0] // 2
+    crop[text_row : text_row + 3, :] = 20  # a black form line across the stamp
+    m = ink_map(crop)
+    assert m.chromatic and m.hue is not None
+    assert m.ink.shape == crop.shape[:2] and m.ink.dtype == np.float32
+    # The black line's pixels off the stamp's strokes carry no ink along the stamp's hue.
+    line = m.ink[text_row + 1]
+    assert float(np.median(line)) < 0.1
+    assert float(m.ink.max()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("angle", "scale", "shift"), [(17.0, 1.1, (9.0, -6.0)), (-32.0, 0.9, (-4.0, 11.0))])
+def test_align_recovers_a_known_rotation_scale_and_shift(angle: float, scale: float, shift: tuple[float, float]):
+    spec = _crop(_design("oval"), 1)
+    h, w = spec.shape[:2]
+    # Query = the specimen rotated, scaled and shifted on a larger sheet of paper.
+    big = (int(w * 1.6), int(h * 1.6))
+    true = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, scale)
+    true[:, 2] += ((big[0] - w) / 2 + shift[0], (big[1] - h) / 2 + shift[1])
+    query = np.asarray(cv2.warpAffine(spec, true, big, flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255)), np.uint8)
+    found = align(ink_map(query).ink, ink_map(spec).ink)
+    # found maps query -> specimen; composed with the true specimen -> query map it is ~identity.
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1], [w / 2, h / 2, 1]], dtype=np.float64)
+    in_query = corners @ true.T
+    back = np.hstack([in_query, np.ones((len(corners), 1))]) @ found.matrix.T
+    assert float(np.abs(back - corners[:, :2]).max()) < 3.0
+    assert found.scale == pytest.approx(1 / scale, rel=0.03)
+    assert math.isclose(found.angle_deg, -angle, abs_tol=1.5)
+
+
+def test_genuine_reimpression_is_more_similar_than_altered_text():
+    design = _design("round")
+    spec = _crop(design, 10)
+    genuine = _crop(design, 11, angle=12.0)
+    forged = _crop(forge(design, ForgeryKind.ALTERED_TEXT, np.random.default_rng(3)), 11, angle=12.0)
+    matcher = StampMatcher()
+    g = matcher.compare(genuine, spec)
+    f = matcher.compare(forged, spec)
+    # The re-carved characters are ink where the genuine die has none.
+    assert f.extra_ink > g.extra_ink
+    assert f.window_max > g.window_max
+    assert f.similarity < g.similarity
+    # verify() keeps the best specimen: adding the forged one as a "specimen" cannot lower g.
+    assert matcher.verify(genuine, [spec, spec]).similarity == pytest.approx(g.similarity)
+
+
+def test_features_vector_follows_feature_names():
+    design = _design("rect")
+    feats = StampMatcher().compare(_crop(design, 20), _crop(design, 21))
+    v = feats.vector()
+    assert v.shape == (len(FEATURE_NAMES),) and np.all(np.isfinite(v))
+    assert v[FEATURE_NAMES.index("ncc")] == pytest.approx(feats.ncc)
+    assert 0.0 <= feats.similarity <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("crop", "error"),
+    [
+        (np.zeros((0, 0, 3), np.uint8), StampMatchError),
+        (np.zeros((8, 200, 3), np.uint8), StampMatchError),
+        (np.zeros((64, 64), np.uint8), StampMatchError),
+        (np.zeros((64, 64, 3), np.float32), StampMatchError),
+        (np.full((64, 64, 3), 245, np.uint8), BlankCropError),
+        (np.random.default_rng(0).integers(240, 250, (80, 80, 3)).astype(np.uint8), BlankCropError),
+    ],
+)
+def test_bad_crops_raise_a_clear_error(crop: np.ndarray, error: type[Exception]):
+    with pytest.raises(error):
+        ink_map(crop)
+    with pytest.raises(error):
+        StampMatcher().prepare(crop)
+
+
+def test_blank_is_a_stamp_match_error_and_value_error():
+    assert issubclass(BlankCropError, StampMatchError) and issubclass(StampMatchError, ValueError)
+
+
+def test_verify_needs_specimens_and_weights_are_checked():
+    crop = _crop(_design("round"), 30)
+    with pytest.raises(StampMatchError, match="at least one"):
+        StampMatcher().verify(crop, [])
+    with pytest.raises(StampMatchError, match="lack"):
+        StampMatcher(weights={"ncc": 1.0})
+    with pytest.raises(StampMatchError, match="finite"):
+        StampMatcher(weights={**DEFAULT_WEIGHTS, "ncc": float("nan")})
