@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "service.commands.train",
     "service.commands.evaluate_detector",
     "service.commands.similarity",
+    "service.commands.calibrate",
     "service.commands.deploy",
     "service.commands.quantize",
 )

@@ -141,12 +141,15 @@ class AlignedStampScorer:
 
     def to_dict(self) -> dict[str, Any]:
         """The card section (``metrics["scoring"]["stamp_aligned"]``)."""
+        formula = "percent = 100 * sigmoid(slope * logit(stamp_match similarity) + intercept)"
+        scoring = self.scorer.to_dict()
+        scoring["calibration"]["formula"] = formula  # its input is the logit, not a cosine
         return {
             "method": "similarity.stamp_match (aligned ink comparison), best specimen of the owner",
-            "formula": "percent = 100 * sigmoid(slope * logit(stamp_match similarity) + intercept)",
+            "formula": formula,
             "weights": dict(self.matcher.weights),
             "use_scale": self.matcher.use_scale,
-            **self.scorer.to_dict(),
+            **scoring,
         }
 
     @classmethod

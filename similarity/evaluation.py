@@ -15,24 +15,70 @@ Impostor categories:
 ``hard``     another owner of the same group: for the real signatures, the same name written by
              another writer (unskilled simulation).
 ``random``   another owner of another group: someone else's own stamp or signature.
+
+A third protocol serves the aligned stamp comparison (:mod:`similarity.aligned`), which costs
+~50 ms per (query, specimen) and so cannot score every query against every owner:
+
+* :func:`owner_pairs` - per owner the first K genuine images are the registered specimens, the
+  other genuine images are genuine queries, every forged image is a skilled query, and the
+  genuine queries of a deterministic sample of :data:`RANDOM_OWNERS` other owners are its random
+  impostors (each pair is scored 1:1 against the *claimed* owner only, as the service verifies a
+  named authority). :func:`aligned_pair_scores` and :func:`cosine_pair_scores` score these pairs,
+  :func:`owner_pairs_metrics` summarises them (skilled overall and per forgery kind, random).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from similarity.data import SpecimenItem
-from similarity.scoring import Scorer, ScoringError, score_distribution, verification_metrics
+from similarity.aligned import AlignedStampScorer, similarity_logit
+from similarity.data import SpecimenItem, heldout_fraction_of
+from similarity.scoring import (
+    Scorer,
+    ScoringError,
+    reliability,
+    score_distribution,
+    verification_metrics,
+)
+from similarity.stamp_match import BlankCropError, PreparedStamp, StampMatcher
 
-__all__ = ["IMPOSTOR_CATEGORIES", "pair_scores", "reference_scores", "report", "skilled_by_forgery"]
+__all__ = [
+    "IMPOSTOR_CATEGORIES",
+    "RANDOM_OWNERS",
+    "AlignedPairScores",
+    "OwnerPair",
+    "OwnerProtocol",
+    "aligned_calibration_check",
+    "aligned_pair_scores",
+    "aligned_report",
+    "cosine_pair_scores",
+    "forgery_kind_of",
+    "owner_pairs",
+    "owner_pairs_metrics",
+    "pair_scores",
+    "pool_impostors",
+    "reference_scores",
+    "report",
+    "skilled_by_forgery",
+]
 
 IMPOSTOR_CATEGORIES = ("skilled", "hard", "random")
+
+#: Other owners whose genuine queries are each owner's random impostors in :func:`owner_pairs`.
+RANDOM_OWNERS = 5
+
+#: A forged file's stem: ``05-altered_text`` (the similarity training's render cache) or
+#: ``004_altered_text`` (``customs-vision synth specimens``).
+_FORGED_STEM = re.compile(r"\d+[-_]([a-z][a-z_]*)")
 
 
 def pair_scores(
@@ -203,3 +249,387 @@ def _check(items: Sequence[SpecimenItem], embeddings: npt.NDArray[np.float32]) -
     if emb.ndim != 2 or emb.shape[0] != len(items):
         raise ScoringError(f"need one embedding row per item: {len(items)} items, embeddings {emb.shape}")
     return emb
+
+
+# ------------------------------------------------------------------------- 1:1 protocol (aligned)
+
+
+def forgery_kind_of(path: str | Path) -> str:
+    """The forgery kind in a forged file's name (``05-photocopy.png`` or ``004_photocopy.png`` →
+    ``"photocopy"``); ``""`` when the name does not say (an archive's own naming)."""
+    match = _FORGED_STEM.fullmatch(Path(path).stem)
+    return match.group(1) if match else ""
+
+
+@dataclass(frozen=True)
+class OwnerPair:
+    """One questioned image presented as one owner's mark.
+
+    Attributes:
+        query: index of the questioned item.
+        owner: the claimed owner.
+        category: ``"genuine"`` (the owner's own), ``"skilled"`` (a forgery of the owner) or
+            ``"random"`` (another owner's genuine mark).
+        forgery: for skilled pairs the forgery kind (:attr:`SpecimenItem.forgery`, else read from
+            the file name by :func:`forgery_kind_of`); ``""`` otherwise or when unknown.
+    """
+
+    query: int
+    owner: str
+    category: str
+    forgery: str = ""
+
+
+@dataclass(frozen=True)
+class OwnerProtocol:
+    """The pairs of :func:`owner_pairs`.
+
+    Attributes:
+        references: owner → item indices of its registered specimens (first K genuine by name).
+        pairs: every (query, claimed owner) pair, grouped by claimed owner in sorted owner order.
+    """
+
+    references: dict[str, list[int]]
+    pairs: list[OwnerPair]
+
+    def categories(self) -> npt.NDArray[np.str_]:
+        """``(P,)`` category of each pair."""
+        return np.array([p.category for p in self.pairs], dtype=str)
+
+    def counts(self, valid: npt.NDArray[np.bool_] | None = None) -> dict[str, int]:
+        """Pairs per category (only those where ``valid`` is true, when given)."""
+        cat = self.categories()
+        keep = np.ones(cat.size, dtype=bool) if valid is None else valid
+        return {c: int(((cat == c) & keep).sum()) for c in ("genuine", "skilled", "random")}
+
+
+def owner_pairs(
+    items: Sequence[SpecimenItem], *, refs: int, random_owners: int = RANDOM_OWNERS, seed: int = 0
+) -> OwnerProtocol:
+    """The 1:1 protocol of the module docstring.
+
+    Owners with fewer than ``refs`` genuine images take no part. An owner with exactly ``refs``
+    still has its forgeries questioned; it supplies no genuine or random queries. The random
+    owners of each owner are drawn (without replacement) from the owners that have genuine
+    queries, by one generator seeded with ``seed`` walking the owners in sorted order, so the same
+    folder and seed always give the same pairs.
+
+    Args:
+        items: the specimens (e.g. :func:`similarity.data.load_specimen_folder`).
+        refs: registered specimens per owner, K >= 1.
+        random_owners: other owners whose genuine queries are random impostors of each owner.
+        seed: seed of that draw.
+
+    Raises:
+        ScoringError: ``refs < 1``, ``random_owners < 0``, or no owner has ``refs`` genuine images.
+    """
+    if refs < 1:
+        raise ScoringError(f"refs must be >= 1, got {refs}")
+    if random_owners < 0:
+        raise ScoringError(f"random_owners must be >= 0, got {random_owners}")
+    by_owner: dict[str, list[int]] = defaultdict(list)
+    for i in sorted(range(len(items)), key=lambda i: (items[i].owner, Path(items[i].source).name, items[i].source)):
+        by_owner[items[i].owner].append(i)
+    references: dict[str, list[int]] = {}
+    genuine_queries: dict[str, list[int]] = {}
+    forged: dict[str, list[int]] = {}
+    for owner in sorted(by_owner):
+        idx = by_owner[owner]
+        gen = [i for i in idx if items[i].genuine]
+        if len(gen) < refs:
+            continue
+        references[owner] = gen[:refs]
+        genuine_queries[owner] = gen[refs:]
+        forged[owner] = [i for i in idx if not items[i].genuine]
+    if not references:
+        raise ScoringError(f"no owner has {refs} genuine images to register as references")
+    with_queries = [o for o in references if genuine_queries[o]]
+    rng = np.random.default_rng(seed)
+    pairs: list[OwnerPair] = []
+    for owner in references:
+        pairs += [OwnerPair(i, owner, "genuine") for i in genuine_queries[owner]]
+        pairs += [
+            OwnerPair(i, owner, "skilled", items[i].forgery or forgery_kind_of(items[i].source)) for i in forged[owner]
+        ]
+        others = [o for o in with_queries if o != owner]
+        if others and random_owners:
+            pick = rng.choice(len(others), size=min(random_owners, len(others)), replace=False)
+            for j in sorted(int(k) for k in pick):
+                pairs += [OwnerPair(i, owner, "random") for i in genuine_queries[others[j]]]
+    return OwnerProtocol(references=references, pairs=pairs)
+
+
+def cosine_pair_scores(
+    protocol: OwnerProtocol, embeddings: Mapping[int, npt.NDArray[np.float32]]
+) -> npt.NDArray[np.float64]:
+    """Each pair's highest cosine over its claimed owner's references.
+
+    Args:
+        protocol: from :func:`owner_pairs`.
+        embeddings: item index → ``(D,)`` unit embedding, for every query and reference.
+
+    Returns:
+        ``(P,)`` float64 cosines in pair order.
+    """
+    out = np.empty(len(protocol.pairs), dtype=np.float64)
+    for n, pair in enumerate(protocol.pairs):
+        refs = np.stack([embeddings[r] for r in protocol.references[pair.owner]])
+        out[n] = float((refs @ embeddings[pair.query]).max())
+    return out
+
+
+@dataclass
+class AlignedPairScores:
+    """Aligned-comparison scores of the pairs of one :class:`OwnerProtocol`.
+
+    Attributes:
+        similarity: ``(P,)`` float64: the highest :attr:`StampMatchFeatures.similarity` over the
+            claimed owner's references; NaN for a pair that could not be aligned (blank query, or
+            every reference of the owner blank).
+        blank_items: item indices whose crop holds no stamp ink (:class:`BlankCropError`).
+        compare_seconds: wall time of each :meth:`StampMatcher.compare` call.
+        seconds: wall time of the whole scoring.
+    """
+
+    similarity: npt.NDArray[np.float64]
+    blank_items: set[int] = field(default_factory=set)
+    compare_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def valid(self) -> npt.NDArray[np.bool_]:
+        """``(P,)`` whether each pair was scored."""
+        return np.isfinite(self.similarity)
+
+    def timing(self) -> dict[str, Any]:
+        """JSON-ready timing summary (milliseconds per comparison, total seconds)."""
+        ms = np.array(self.compare_seconds) * 1000.0
+        out: dict[str, Any] = {"seconds": round(self.seconds, 1), "comparisons": int(ms.size)}
+        if ms.size:
+            out["compare_ms"] = {
+                "mean": round(float(ms.mean()), 2),
+                "p50": round(float(np.percentile(ms, 50)), 2),
+                "p95": round(float(np.percentile(ms, 95)), 2),
+            }
+        return out
+
+
+def aligned_pair_scores(
+    protocol: OwnerProtocol,
+    image: Callable[[int], npt.NDArray[np.uint8]],
+    matcher: StampMatcher,
+    *,
+    progress: Callable[[str], None] | None = None,
+    every: int = 100,
+) -> AlignedPairScores:
+    """Score every pair with the aligned comparison (best reference of the claimed owner).
+
+    Runs serially (one comparison ~50 ms on one core). Each owner's references are prepared once;
+    query crops are prepared when their pair comes up (a random impostor's crop is prepared again
+    for each owner it is shown to: ~10 ms, and memory stays at one owner's worth of ink maps).
+
+    Args:
+        protocol: from :func:`owner_pairs`.
+        image: item index → ``(H, W, 3)`` uint8 RGB crop at scan resolution.
+        matcher: the comparison (its weights give the combined similarity).
+        progress: called with a one-line status every ``every`` pairs and at the end.
+        every: pairs between progress lines.
+
+    Raises:
+        StampMatchError: a crop that is not an RGB uint8 image (blank crops are recorded, not raised).
+    """
+    out = AlignedPairScores(similarity=np.full(len(protocol.pairs), np.nan))
+    start = time.perf_counter()
+
+    def prepare(i: int) -> PreparedStamp | None:
+        if i in out.blank_items:
+            return None
+        try:
+            return matcher.prepare(image(i))
+        except BlankCropError:
+            out.blank_items.add(i)
+            return None
+
+    owner: str | None = None
+    refs: list[PreparedStamp] = []
+    for n, pair in enumerate(protocol.pairs):
+        if pair.owner != owner:
+            owner = pair.owner
+            refs = [p for p in (prepare(r) for r in protocol.references[owner]) if p is not None]
+        query = prepare(pair.query) if refs else None
+        if query is not None:
+            best = -np.inf
+            for ref in refs:
+                t = time.perf_counter()
+                best = max(best, matcher.compare(query, ref).similarity)
+                out.compare_seconds.append(time.perf_counter() - t)
+            out.similarity[n] = best
+        if progress is not None and ((n + 1) % every == 0 or n + 1 == len(protocol.pairs)):
+            elapsed = time.perf_counter() - start
+            eta = elapsed / (n + 1) * (len(protocol.pairs) - n - 1)
+            progress(f"aligned comparison: {n + 1}/{len(protocol.pairs)} pairs, {elapsed:.0f} s, ~{eta:.0f} s left")
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def owner_pairs_metrics(
+    scores: npt.NDArray[np.float64], protocol: OwnerProtocol, valid: npt.NDArray[np.bool_] | None = None
+) -> dict[str, Any]:
+    """EER, ROC AUC and FAR at 1 % FRR of genuine pairs against skilled pairs (overall and per
+    forgery kind) and against random pairs; only pairs where ``valid`` is true count.
+
+    Returns:
+        ``{"skilled": ..., "skilled_by_kind": {kind: ...}, "random": ...}`` of
+        :meth:`VerificationMetrics.to_dict`; a comparison without pairs on either side is left out.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    keep = np.isfinite(s) if valid is None else (valid & np.isfinite(s))
+    cat = protocol.categories()
+    kind = np.array([p.forgery for p in protocol.pairs], dtype=str)
+    g = s[keep & (cat == "genuine")]
+    out: dict[str, Any] = {}
+    if g.size == 0:
+        return out
+    sk = s[keep & (cat == "skilled")]
+    if sk.size:
+        out["skilled"] = verification_metrics(g, sk).to_dict()
+    by_kind = {}
+    for k in sorted({p.forgery for p in protocol.pairs if p.category == "skilled" and p.forgery}):
+        sel = s[keep & (cat == "skilled") & (kind == k)]
+        if sel.size:
+            by_kind[k] = verification_metrics(g, sel).to_dict()
+    if by_kind:
+        out["skilled_by_kind"] = by_kind
+    rd = s[keep & (cat == "random")]
+    if rd.size:
+        out["random"] = verification_metrics(g, rd).to_dict()
+    return out
+
+
+def pool_impostors(groups: Sequence[npt.ArrayLike], seed: int = 0) -> npt.NDArray[np.float64]:
+    """An equal mix of impostor categories: each non-empty group resampled (with replacement,
+    seeded) to the size of the largest, then concatenated, so every category weighs the same in
+    a calibration fitted on the pool (as the embedding's calibration in :mod:`similarity.training`).
+
+    Raises:
+        ScoringError: every group is empty.
+    """
+    rng = np.random.default_rng(seed)
+    present = [np.asarray(g, dtype=np.float64).reshape(-1) for g in groups]
+    present = [g for g in present if g.size]
+    if not present:
+        raise ScoringError("no impostor scores to pool")
+    n = max(g.size for g in present)
+    return np.concatenate([g if g.size == n else rng.choice(g, size=n, replace=True) for g in present])
+
+
+#: What the aligned block's scores are, for reports.
+ALIGNED_SCORE = "similarity.stamp_match combined similarity (0-1), best of the claimed owner's registered specimens"
+COSINE_SCORE = "cosine of the embeddings (similarity.embedder on ONNX Runtime), best of the same specimens"
+
+
+def aligned_report(
+    protocol: OwnerProtocol,
+    aligned: AlignedPairScores,
+    scorer: AlignedStampScorer,
+    cosine: npt.NDArray[np.float64] | None = None,
+) -> dict[str, Any]:
+    """The report of the aligned stamp comparison on the pairs of :func:`owner_pairs`.
+
+    Only pairs the aligned comparison could score count, for both methods, so the embedding's
+    figures (``cosine``, when given) are measured on exactly the same pairs.
+
+    Returns:
+        JSON-ready dict: ``pairs`` (scored, per category), ``unscored_pairs``, ``blank_crops``,
+        ``aligned`` (``metrics`` per :func:`owner_pairs_metrics`, ``percent_distributions`` and
+        ``verdicts`` per category under ``scorer``, ``decision``), ``cnn`` (``metrics`` of the
+        cosines) and ``timing``.
+    """
+    valid = aligned.valid
+    cat = protocol.categories()
+    percent = np.full(valid.size, np.nan)
+    percent[valid] = scorer.scorer.calibration.percent(similarity_logit(aligned.similarity[valid]))
+    policy = scorer.scorer.policy
+    distributions: dict[str, Any] = {}
+    verdicts: dict[str, dict[str, int]] = {}
+    for c in ("genuine", "skilled", "random"):
+        sel = percent[valid & (cat == c)]
+        if sel.size:
+            distributions[c] = score_distribution(sel)
+            counts = {"genuine": 0, "inconclusive": 0, "forged": 0}
+            for pct in sel.tolist():
+                counts[policy.verdict(pct)] += 1
+            verdicts[c] = counts
+    out: dict[str, Any] = {
+        "pairs": protocol.counts(valid),
+        "unscored_pairs": protocol.counts(~valid),
+        "blank_crops": len(aligned.blank_items),
+        "aligned": {
+            "score": ALIGNED_SCORE,
+            "metrics": owner_pairs_metrics(aligned.similarity, protocol, valid),
+            "percent_distributions": distributions,
+            "verdicts": verdicts,
+            "decision": policy.to_dict(),
+        },
+    }
+    if cosine is not None:
+        out["cnn"] = {"score": COSINE_SCORE, "metrics": owner_pairs_metrics(cosine, protocol, valid)}
+    out["timing"] = aligned.timing()
+    return out
+
+
+def aligned_calibration_check(
+    protocol: OwnerProtocol,
+    similarity: npt.NDArray[np.float64],
+    *,
+    band: float = 5.0,
+    far: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The aligned calibration measured on owners it was not fitted on.
+
+    The owners are halved by a hash of their name; a calibration and threshold are fitted on the
+    pairs claimed for one half (genuine against skilled and random pooled at equal weight, as
+    ``customs-vision calibrate stamps`` fits the card's) and measured on the other half: the
+    reliability of the percentages (:func:`similarity.scoring.reliability`) and the error rates at
+    the fitted threshold (FRR of genuine pairs, FAR of skilled and of random pairs; the band is
+    ignored here). Then the halves swap.
+
+    Returns:
+        JSON-ready dict with ``protocol`` and ``fit_a_check_b`` / ``fit_b_check_a``, or ``skipped``
+        with the reason when a half lacks genuine or impostor pairs.
+    """
+    s = np.asarray(similarity, dtype=np.float64)
+    cat = protocol.categories()
+    side = np.array([heldout_fraction_of(p.owner, "calibration-check") < 0.5 for p in protocol.pairs], dtype=bool)
+    ok = np.isfinite(s)
+    out: dict[str, Any] = {"protocol": "2-fold by owner: fit on one half of the owners, measure on the other"}
+    try:
+        for name, fit_side in (("fit_a_check_b", True), ("fit_b_check_a", False)):
+            fit, check = ok & (side == fit_side), ok & (side != fit_side)
+            scorer = AlignedStampScorer.fit(
+                s[fit & (cat == "genuine")],
+                pool_impostors([s[fit & (cat == "skilled")], s[fit & (cat == "random")]], seed),
+                band=band,
+                far=far,
+            )
+            g = s[check & (cat == "genuine")]
+            impostor = pool_impostors([s[check & (cat == "skilled")], s[check & (cat == "random")]], seed)
+            rates: dict[str, Any] = {"threshold": scorer.threshold, "frr": round(1.0 - _accepted(scorer, g), 4)}
+            for c in ("skilled", "random"):
+                sel = s[check & (cat == c)]
+                if sel.size:
+                    rates[f"far_{c}"] = round(_accepted(scorer, sel), 4)
+            out[name] = {
+                "reliability": reliability(scorer.scorer.calibration, similarity_logit(g), similarity_logit(impostor)),
+                "at_threshold": rates,
+            }
+    except ScoringError as e:  # too few owners to halve
+        out = {"protocol": out["protocol"], "skipped": str(e)}
+    return out
+
+
+def _accepted(scorer: AlignedStampScorer, similarity: npt.NDArray[np.float64]) -> float:
+    """Share of combined scores whose calibrated percent reaches the scorer's threshold."""
+    percent = scorer.scorer.calibration.percent(similarity_logit(similarity))
+    return float(np.mean(percent >= scorer.threshold))

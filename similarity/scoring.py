@@ -450,8 +450,15 @@ class DecisionPolicy:
         """Threshold giving at most ``far`` false accepts on held-out impostor cosines."""
         t = threshold_at_far(impostor, far)
         pct = float(100.0 * calibration.probability(t))
-        # Round up, so rounding to two decimals never lets an impostor above the threshold through.
-        return cls(threshold=min(math.ceil(pct * 100.0) / 100.0, 100.0), band=band, basis=f"far={far:g}")
+        threshold = math.ceil(pct * 100.0) / 100.0
+        # Verdicts are taken on the shown (two-decimal) percentages: the highest impostor that must be
+        # rejected may round up onto the threshold, so the threshold must lie above its shown value.
+        scores = np.asarray(_scores(impostor, "impostor"))
+        rejected = scores[scores < t]
+        if rejected.size:
+            highest_shown = float(calibration.percent(float(rejected.max())))
+            threshold = max(threshold, round(highest_shown + 0.01, 2))
+        return cls(threshold=min(threshold, 100.0), band=band, basis=f"far={far:g}")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,12 @@
 
 Thin wrappers: argument parsing here, the work in :mod:`similarity`. torch is imported only by
 ``train similarity``; ``evaluate`` and ``compare`` run on ONNX Runtime.
+
+Stamps claimed for a named authority are verified the way the service verifies them: when the
+card has the aligned stamp section (``metrics.scoring.stamp_aligned``, written by ``customs-vision
+calibrate stamps``), ``compare --kind stamp`` scores with the aligned comparison
+(:class:`similarity.aligned.AlignedStampScorer`) and ``evaluate similarity --kind stamp`` reports
+it beside the embedding. Signatures, and cards without the section, use the embedding.
 """
 
 from __future__ import annotations
@@ -12,14 +18,31 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.cli import CommandGroups
+from service.cli import CommandGroups, fail
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from similarity.aligned import AlignedStampScorer
+    from similarity.data import SpecimenItem
     from similarity.embedder import Embedder
     from similarity.scoring import Scorer
     from vision.modelcard import ModelCard
 
 KIND_CHOICES = ("signature", "stamp")
+
+#: Method names in the output, as the service names them on each match.
+ALIGNED, EMBEDDING = "aligned", "embedding"
+
+#: What the service does with stamps when the card has the aligned section (for the reports).
+SERVICE_STAMPS = (
+    "aligned: a stamp's percentage and verdict against a named authority (1:1 verification, and each "
+    "candidate owner the embedding proposes) come from the aligned comparison calibrated in "
+    "metrics.scoring.stamp_aligned; the embedding finds the candidate owners and scores a crop without stamp ink"
+)
 
 
 def register(groups: CommandGroups) -> None:
@@ -85,19 +108,29 @@ def register(groups: CommandGroups) -> None:
         "similarity",
         help="measure the similarity model on <owner>/genuine|forged folders",
         description="The first K genuine images per owner (sorted by name) become the registered specimens, the "
-        "rest are questioned crops. Prints EER, ROC AUC, FAR at 1%% FRR and score distributions as JSON.",
+        "rest are questioned crops. Prints EER, ROC AUC, FAR at 1%% FRR and score distributions as JSON. For "
+        "stamps, when the card has the aligned stamp calibration, an 'aligned' block measures it too (1:1 against "
+        "the claimed owner; random impostors from --random-owners other owners).",
     )
     evaluate.add_argument("--kind", choices=KIND_CHOICES, required=True)
     evaluate.add_argument("--data", type=Path, required=True, help="folder of <owner>/genuine/* and <owner>/forged/*")
     evaluate.add_argument("--refs", type=int, default=1, help="reference images per owner, K (default: 1)")
     evaluate.add_argument("--model", type=Path, default=None, help="model card (default: <models dir>/similarity.json)")
     evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument(
+        "--random-owners",
+        type=int,
+        default=5,
+        help="stamps with the aligned section: other owners whose queries are each owner's random impostors "
+        "in the aligned block (default: 5)",
+    )
     evaluate.set_defaults(func=_evaluate)
 
     compare = groups.root.add_parser(
         "compare",
         help="similarity of one stamp/signature crop with a specimen or a registered owner",
-        description="Prints the calibrated similarity percentage and the verdict as JSON.",
+        description="Prints the calibrated similarity percentage, the verdict and the method as JSON. Stamps are "
+        "compared by the aligned comparison when the card has its calibration, otherwise by the embedding.",
     )
     compare.add_argument("image", type=Path, help="the questioned crop")
     compare.add_argument("--kind", choices=KIND_CHOICES, required=True)
@@ -166,6 +199,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from similarity.aligned import AlignedStampScorer
     from similarity.data import DataError, load_specimen_folder
     from similarity.evaluation import reference_scores, report
     from similarity.scoring import ScoringError
@@ -174,6 +208,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     try:
         embedder, card, scorer = _load(args.model, args.kind, args.threads)
+        aligned = AlignedStampScorer.from_metrics(card.metrics) if args.kind == "stamp" else None
+        if args.random_owners < 0:
+            raise ValueError("--random-owners must be >= 0")
         items = load_specimen_folder(args.data, args.kind)
         # Full-resolution files, a chunk at a time: exactly what the service would embed, without
         # holding an archive's images in memory.
@@ -182,6 +219,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ]
         embeddings = np.concatenate(chunks)
         scores = reference_scores(items, embeddings, refs=args.refs)
+        block = None if aligned is None else _aligned_block(items, embeddings, aligned, args.refs, args.random_owners)
     except (DataError, ScoringError, ImageDecodeError, OSError, ValueError, BackendError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -194,19 +232,66 @@ def _evaluate(args: argparse.Namespace) -> int:
         "owners": len({it.owner for it in items}),
         "images": len(items),
     } | report(scores, scorer)
+    if block is not None:
+        out["service_uses_for_stamps"] = SERVICE_STAMPS
+        out["aligned"] = block
     print(json.dumps(out, indent=2))
     return 0
 
 
+def _aligned_block(
+    items: Sequence[SpecimenItem],
+    embeddings: npt.NDArray[np.float32],
+    aligned: AlignedStampScorer,
+    refs: int,
+    random_owners: int,
+) -> dict[str, Any]:
+    """The aligned stamp verifier on the archive: 1:1 pairs (:func:`similarity.evaluation.owner_pairs`),
+    scored serially (~50 ms per comparison, progress on stderr), with the embedding on the same pairs."""
+    from similarity.evaluation import aligned_pair_scores, aligned_report, cosine_pair_scores, owner_pairs
+    from vision.imageio import read_image_file
+
+    protocol = owner_pairs(items, refs=refs, random_owners=random_owners, seed=0)
+    scores = aligned_pair_scores(
+        protocol,
+        lambda i: read_image_file(items[i].source),
+        aligned.matcher,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    cosine = cosine_pair_scores(protocol, dict(enumerate(embeddings)))
+    measured = aligned_report(protocol, scores, aligned, cosine)
+    return {
+        "method": ALIGNED,
+        "protocol": f"1:1 against the claimed owner: best over its first {refs} genuine images; genuine queries, "
+        f"every forgery, and the genuine queries of {random_owners} other owners (seeded draw) as random impostors; "
+        "'cnn_same_pairs' is the embedding's cosine on the same pairs",
+        "pairs": measured["pairs"],
+        "unscored_pairs": measured["unscored_pairs"],
+        "blank_crops": measured["blank_crops"],
+        **measured["aligned"],
+        "cnn_same_pairs": measured["cnn"],
+        "timing": measured["timing"],
+    }
+
+
 def _compare(args: argparse.Namespace) -> int:
+    from similarity.aligned import AlignedStampScorer
     from similarity.registry import SpecimenRegistry, UnknownOwnerError
     from vision.imageio import ImageDecodeError, read_image_file
     from vision.runtime.base import BackendError
 
     try:
         embedder, card, scorer = _load(args.model, args.kind, args.threads)
+        aligned = AlignedStampScorer.from_metrics(card.metrics) if args.kind == "stamp" else None
+        if aligned is not None:
+            return _compare_aligned(args, card, aligned, embedder.version)
         query = embedder.embed_one(read_image_file(args.image))
-        out: dict[str, Any] = {"model": f"{card.name}@{card.version}", "kind": args.kind, "image": str(args.image)}
+        out: dict[str, Any] = {
+            "model": f"{card.name}@{card.version}",
+            "kind": args.kind,
+            "method": EMBEDDING,
+            "image": str(args.image),
+        }
         if args.specimen is not None:
             cosine = float(query @ embedder.embed_one(read_image_file(args.specimen)))
             out["specimen"] = str(args.specimen)
@@ -229,6 +314,80 @@ def _compare(args: argparse.Namespace) -> int:
         return 2
     percent, verdict = scorer.score(cosine)
     out |= {"similarity": percent, "verdict": verdict, "threshold": scorer.policy.threshold, "band": scorer.policy.band}
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _compare_aligned(args: argparse.Namespace, card: ModelCard, aligned: AlignedStampScorer, model_version: str) -> int:
+    """``compare --kind stamp`` with the card's aligned verifier: the crop against the specimen file
+    or against each stamp specimen of the owner (a specimen without stamp ink is skipped, as the
+    service skips it); the best specimen gives the percentage and the verdict.
+
+    Raises:
+        OSError, ImageDecodeError, ValueError (unknown owner, unusable crop), BackendError: the
+        caller turns these into exit code 2.
+    """
+    from similarity.registry import SpecimenRegistry, UnknownOwnerError
+    from similarity.stamp_match import BlankCropError
+    from vision.imageio import read_image_file
+
+    try:
+        query = aligned.prepare(read_image_file(args.image))
+    except BlankCropError:
+        return fail(
+            f"no stamp ink found in {args.image}: the crop cannot be aligned with a specimen "
+            "(an empty or mis-placed detector box?)",
+            2,
+        )
+    out: dict[str, Any] = {
+        "model": f"{card.name}@{card.version}",
+        "kind": args.kind,
+        "method": ALIGNED,
+        "image": str(args.image),
+    }
+    if args.specimen is not None:
+        try:
+            specimens = [(str(args.specimen), "", aligned.prepare(read_image_file(args.specimen)))]
+        except BlankCropError:
+            return fail(f"no stamp ink found in the specimen {args.specimen}: it cannot be compared", 2)
+        out["specimen"] = str(args.specimen)
+    else:
+        from service.settings import Settings
+
+        registry = SpecimenRegistry.from_url(Settings().sqlalchemy_url, model_version=model_version)
+        specimens, skipped = [], []
+        try:
+            infos = registry.specimens(owner=args.owner, kind="stamp")
+            if not infos:
+                raise UnknownOwnerError(f"no stamp specimen is registered for owner {args.owner!r}")
+            for info in infos:
+                try:
+                    specimens.append((info.id, info.label, aligned.prepare(registry.image(info.id))))
+                except BlankCropError:
+                    skipped.append(info.id)
+        finally:
+            registry.close()
+        if not specimens:
+            return fail(f"none of {args.owner!r}'s stamp specimens holds stamp ink: nothing to compare with", 2)
+        out["owner"] = args.owner
+        if skipped:
+            out["skipped_specimens"] = skipped
+    results = [(sid, label, aligned.score(query, [prepared])) for sid, label, prepared in specimens]
+    results.sort(key=lambda r: -r[2].features.similarity)
+    if args.owner is not None:
+        out["specimens"] = [{"specimen_id": sid, "label": label, "similarity": r.percent} for sid, label, r in results]
+    best = results[0][2]
+    out |= {
+        "similarity": best.percent,
+        "verdict": best.verdict,
+        "threshold": aligned.threshold,
+        "band": aligned.band,
+        "stamp_match": {
+            "score": round(best.features.similarity, 6),
+            "angle_deg": round(best.features.angle_deg, 2),
+            "scale": round(best.features.scale, 4),
+        },
+    }
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
