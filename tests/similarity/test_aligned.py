@@ -3,6 +3,7 @@ that calibrates and measures it (:mod:`similarity.evaluation`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 from typing import Any
@@ -34,23 +35,8 @@ from similarity.stamp_match import (
 
 
 def _features(similarity: float) -> StampMatchFeatures:
-    zeros = dict.fromkeys(
-        (
-            "ncc",
-            "extra_ink",
-            "extra_ink_far",
-            "missing_ink",
-            "worst_window",
-            "window_max",
-            "window_p90",
-            "window_median",
-            "chamfer",
-            "stroke_ratio",
-            "align_score",
-            "scale_dev",
-        ),
-        0.0,
-    )
+    # Every measured field zero (the required ones: whatever features the comparison has today).
+    zeros = {f.name: 0.0 for f in dataclasses.fields(StampMatchFeatures) if f.default is dataclasses.MISSING}
     return StampMatchFeatures(**zeros, similarity=similarity)
 
 
