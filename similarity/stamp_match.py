@@ -32,7 +32,11 @@ Per comparison, in order:
 
 Measured (``benchmarks/stamp_match_eval.py``, 69 held-out rendered authorities): better than the
 CNN cosine on skilled forgeries (EER ~0.35 vs ~0.46) and random stamps (~0.08 vs ~0.14), but far
-from solving skilled forgeries: an altered character is still near chance.
+from solving skilled forgeries: an altered character is still near chance. Tried and dropped (same
+benchmark): a consensus reference (the union of an owner's aligned specimens) with a mask over the
+regions where specimens disagree (date lines) - skilled EER 0.36-0.40, random 0.09-0.12, no better
+on dated stamps (the mask cannot tell a changed date from a gapped impression); best of three
+specimens instead of two - random 0.058, skilled unchanged (0.36).
 
 :class:`StampMatcher` wraps the three steps, keeps the prepared specimens, and with several
 specimens of one owner returns the comparison with the best (most similar) specimen.
