@@ -24,7 +24,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +48,7 @@ V = TypeVar("V")
 log = logging.getLogger(__name__)
 
 #: How a match was scored (see the module docstring).
-Method = str
+Method = Literal["aligned", "embedding"]
 EMBEDDING: Method = "embedding"
 ALIGNED: Method = "aligned"
 
@@ -404,9 +404,7 @@ class SpecimenMatcher:
             info = self.get(specimen_id)
             infos = {info.id: info}
             try:
-                specimens = [
-                    (info.id, self._prepared.get(info.id, lambda: self.registry.image(info.id), aligned.prepare))
-                ]
+                specimens = [(info.id, self._prepare_specimen(info.id))]
             except StampMatchError:
                 return None
         else:

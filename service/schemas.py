@@ -93,7 +93,7 @@ class MatchOut(BaseModel):
             verdict=m.match.verdict,
             threshold=m.match.threshold,
             claimed=m.claimed,
-            method=m.method,  # type: ignore[arg-type]
+            method=m.method,
         )
 
 
@@ -207,7 +207,7 @@ class CompareOut(BaseModel):
             specimen_id=c.specimen_id,
             owner=c.owner,
             per_specimen=[SpecimenScoreOut.from_core(s) for s in c.per_specimen],
-            method=c.method,  # type: ignore[arg-type]
+            method=c.method,
             image_sha256=image_sha256,
             models=models,
             timings_ms=timings_ms,
