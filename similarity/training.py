@@ -54,7 +54,7 @@ from similarity.data import (
     split_items,
 )
 from similarity.embedder import Embedder
-from similarity.evaluation import IMPOSTOR_CATEGORIES, pair_scores, report, skilled_by_forgery
+from similarity.evaluation import IMPOSTOR_CATEGORIES, pair_scores, pool_impostors, report, skilled_by_forgery
 from similarity.model import EmbeddingNet, OwnForgeryLoss, export_onnx, make_loss
 from similarity.scoring import DecisionPolicy, Scorer, ScoringError, fit_calibration, reliability
 from vision.modelcard import ModelCard, sha256_file
@@ -433,13 +433,10 @@ def _fit(
 
 
 def _pooled_impostors(kind: str, scores: dict[str, npt.NDArray[np.float64]], seed: int) -> npt.NDArray[np.float64]:
-    """An equal mix of the available impostor categories (each resampled to the largest count)."""
-    rng = np.random.default_rng(seed)
-    present = [scores[c] for c in IMPOSTOR_CATEGORIES if scores[c].size]
-    if not present or not scores["genuine"].size:
+    """An equal mix of the available impostor categories (:func:`similarity.evaluation.pool_impostors`)."""
+    if not scores["genuine"].size or not any(scores[c].size for c in IMPOSTOR_CATEGORIES):
         raise DataError(f"{kind}: held-out data has no genuine or no impostor pairs to calibrate on")
-    n = max(v.size for v in present)
-    return np.concatenate([v if v.size == n else rng.choice(v, size=n, replace=True) for v in present])
+    return pool_impostors([scores[c] for c in IMPOSTOR_CATEGORIES], seed)
 
 
 def _calibrate(kind: str, scores: dict[str, npt.NDArray[np.float64]], *, band: float, seed: int) -> Scorer:
