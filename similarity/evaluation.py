@@ -151,6 +151,40 @@ def skilled_by_forgery(items: Sequence[SpecimenItem], embeddings: npt.NDArray[np
     return out
 
 
+def _split_references(
+    items: Sequence[SpecimenItem], refs: int
+) -> tuple[dict[str, list[int]], dict[str, list[int]], dict[str, list[int]]]:
+    """The reference protocol's split, per owner in sorted order: the first ``refs`` genuine items
+    (by file name) are the registered references, the other genuine items and every forgery are
+    queries. Owners with fewer than ``refs`` genuine items are left out.
+
+    Returns:
+        ``(references, genuine queries, forgeries)``, each owner -> item indices.
+
+    Raises:
+        ScoringError: ``refs < 1`` or no owner has ``refs`` genuine items.
+    """
+    if refs < 1:
+        raise ScoringError(f"refs must be >= 1, got {refs}")
+    by_owner: dict[str, list[int]] = defaultdict(list)
+    for i in sorted(range(len(items)), key=lambda i: (items[i].owner, Path(items[i].source).name, items[i].source)):
+        by_owner[items[i].owner].append(i)
+    references: dict[str, list[int]] = {}
+    genuine_queries: dict[str, list[int]] = {}
+    forged: dict[str, list[int]] = {}
+    for owner in sorted(by_owner):
+        idx = by_owner[owner]
+        gen = [i for i in idx if items[i].genuine]
+        if len(gen) < refs:
+            continue
+        references[owner] = gen[:refs]
+        genuine_queries[owner] = gen[refs:]
+        forged[owner] = [i for i in idx if not items[i].genuine]
+    if not references:
+        raise ScoringError(f"no owner has {refs} genuine images to register as references")
+    return references, genuine_queries, forged
+
+
 def reference_scores(
     items: Sequence[SpecimenItem],
     embeddings: npt.NDArray[np.float32],
@@ -169,23 +203,12 @@ def reference_scores(
     Raises:
         ScoringError: ``refs < 1`` or no owner has K genuine images.
     """
-    if refs < 1:
-        raise ScoringError(f"refs must be >= 1, got {refs}")
     emb = _check(items, embeddings)
-    by_owner: dict[str, list[int]] = defaultdict(list)
-    for i in sorted(range(len(items)), key=lambda i: (items[i].owner, Path(items[i].source).name, items[i].source)):
-        by_owner[items[i].owner].append(i)
-    ref_rows: dict[str, list[int]] = {}
+    ref_rows, genuine_queries, forged = _split_references(items, refs)
     queries: list[tuple[int, str]] = []  # (item index, owner of the item)
-    for owner, idx in by_owner.items():
-        gen = [i for i in idx if items[i].genuine]
-        if len(gen) < refs:
-            continue
-        ref_rows[owner] = gen[:refs]
-        queries.extend((i, owner) for i in gen[refs:])
-        queries.extend((i, owner) for i in idx if not items[i].genuine)
-    if not ref_rows:
-        raise ScoringError(f"no owner has {refs} genuine images to register as references")
+    for owner in ref_rows:
+        queries.extend((i, owner) for i in genuine_queries[owner])
+        queries.extend((i, owner) for i in forged[owner])
 
     ref_owners = sorted(ref_rows)
     empty = np.zeros(0, dtype=np.float64)
@@ -323,26 +346,9 @@ def owner_pairs(
     Raises:
         ScoringError: ``refs < 1``, ``random_owners < 0``, or no owner has ``refs`` genuine images.
     """
-    if refs < 1:
-        raise ScoringError(f"refs must be >= 1, got {refs}")
     if random_owners < 0:
         raise ScoringError(f"random_owners must be >= 0, got {random_owners}")
-    by_owner: dict[str, list[int]] = defaultdict(list)
-    for i in sorted(range(len(items)), key=lambda i: (items[i].owner, Path(items[i].source).name, items[i].source)):
-        by_owner[items[i].owner].append(i)
-    references: dict[str, list[int]] = {}
-    genuine_queries: dict[str, list[int]] = {}
-    forged: dict[str, list[int]] = {}
-    for owner in sorted(by_owner):
-        idx = by_owner[owner]
-        gen = [i for i in idx if items[i].genuine]
-        if len(gen) < refs:
-            continue
-        references[owner] = gen[:refs]
-        genuine_queries[owner] = gen[refs:]
-        forged[owner] = [i for i in idx if not items[i].genuine]
-    if not references:
-        raise ScoringError(f"no owner has {refs} genuine images to register as references")
+    references, genuine_queries, forged = _split_references(items, refs)
     with_queries = [o for o in references if genuine_queries[o]]
     rng = np.random.default_rng(seed)
     pairs: list[OwnerPair] = []
