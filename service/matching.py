@@ -10,12 +10,13 @@ specimen comes first (in the order the owners were claimed), then the other owne
 mark, best first, until ``top_k`` entries are listed. Claimed owners are always listed, even beyond
 ``top_k``: the clerk asked about them.
 
-How a stamp is scored: the embedding finds the candidate owners (claimed ones, and the 1:N search);
-when the similarity card has an aligned stamp calibration (:mod:`similarity.aligned`), each
-candidate owner's percentage and verdict then come from the aligned comparison of the crop with
-that owner's specimens, which catches re-carved dies the embedding cannot see. A crop in which no
-stamp ink is found cannot be aligned and keeps the embedding's score. Every match says which
-``method`` scored it (``"aligned"`` or ``"embedding"``). Signatures are scored by the embedding.
+How a mark is scored: the embedding finds the candidate owners (claimed ones, and the 1:N
+search); when the similarity card has a direct verifier for the mark's kind
+(:mod:`similarity.verifier`: stamps aligned onto the specimen, signatures compared by shape), each
+candidate owner's percentage and verdict then come from that direct comparison of the crop with the
+owner's specimens, which catches what the embedding cannot see (a re-carved die, another writer's
+hand). A crop in which no ink is found cannot be compared directly and keeps the embedding's score.
+Every match says which ``method`` scored it (``"aligned"``, ``"shape"`` or ``"embedding"``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from service.errors import InvalidRequestError, ModelUnavailableError, NotFoundError, sentence
-from similarity.aligned import AlignedStampScorer, PreparedCache
+from similarity.pairwise import BlankCropError, PairMatchError
 from similarity.registry import (
     KINDS,
     RegistryError,
@@ -41,16 +42,14 @@ from similarity.registry import (
     UnknownSpecimenError,
 )
 from similarity.scoring import Scorer
-from similarity.stamp_match import BlankCropError, PreparedStamp, StampMatchError
+from similarity.verifier import Method, PairVerifier, PreparedCache
 from vision.types import Match, Verdict
 
 V = TypeVar("V")
 log = logging.getLogger(__name__)
 
-#: How a match was scored (see the module docstring).
-Method = Literal["aligned", "embedding"]
+#: A match scored by the embedding's cosine (see the module docstring).
 EMBEDDING: Method = "embedding"
-ALIGNED: Method = "aligned"
 
 __all__ = ["KINDS", "Comparison", "SpecimenMatch", "SpecimenMatcher", "SpecimenScore"]
 
@@ -63,7 +62,7 @@ class SpecimenMatch:
         match: the core match (detection index, specimen, owner, percent, threshold, verdict).
         kind: ``"stamp"`` or ``"signature"``.
         claimed: whether the request named this owner.
-        method: ``"aligned"`` or ``"embedding"``: what produced the percentage.
+        method: ``"aligned"``, ``"shape"`` or ``"embedding"``: what produced the percentage.
     """
 
     match: Match
@@ -96,7 +95,7 @@ class Comparison:
         specimen_id: the best specimen.
         owner: its owner.
         per_specimen: every specimen compared, best first.
-        method: ``"aligned"`` or ``"embedding"``: what produced the percentages.
+        method: ``"aligned"``, ``"shape"`` or ``"embedding"``: what produced the percentages.
     """
 
     kind: str
@@ -136,8 +135,8 @@ class SpecimenMatcher:
         scorers: mark kind -> scorer from the embedding model's card; kinds without one cannot be
             compared (503).
         top_k: entries listed per detected mark (claimed owners may add more).
-        aligned_stamps: the aligned stamp verifier from the card, or ``None`` (stamps are then
-            scored by the embedding).
+        verifiers: mark kind -> direct verifier from the card; kinds without one are scored by
+            the embedding.
 
     Every method may block on the database or the registry's lock: call from a worker thread.
     """
@@ -148,14 +147,14 @@ class SpecimenMatcher:
         scorers: Mapping[str, Scorer],
         *,
         top_k: int = 3,
-        aligned_stamps: AlignedStampScorer | None = None,
+        verifiers: Mapping[str, PairVerifier] | None = None,
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.registry = registry
         self.scorers = dict(scorers)
         self.top_k = top_k
-        self.aligned_stamps = aligned_stamps
+        self.verifiers = dict(verifiers or {})
         self._prepared = PreparedCache()
 
     @property
@@ -201,8 +200,8 @@ class SpecimenMatcher:
             marks: ``(detection index, kind)`` of each mark, in the order of ``embeddings``.
             embeddings: ``(len(marks), D)`` float32 unit rows.
             claimed: owners named by the request, in their order of importance.
-            crops: the marks' pixels, in the same order, for the aligned stamp comparison
-                (without them stamps are scored by the embedding).
+            crops: the marks' pixels, in the same order, for the direct comparison (without
+                them every mark is scored by the embedding).
 
         Returns:
             Matches grouped by mark in ``marks`` order; within a mark, claimed owners first, then
@@ -216,7 +215,7 @@ class SpecimenMatcher:
         def rank_all() -> list[SpecimenMatch]:
             out: list[SpecimenMatch] = []
             for j, ((index, kind), vector) in enumerate(zip(marks, embeddings, strict=True)):
-                query = self._aligned_query(kind, None if crops is None else crops[j])
+                query = self._direct_query(kind, None if crops is None else crops[j])
                 out += self._rank(index, kind, vector, claimed, query)
             return out
 
@@ -228,7 +227,7 @@ class SpecimenMatcher:
         kind: str,
         vector: npt.NDArray[np.float32],
         claimed: Sequence[str],
-        query: PreparedStamp | None,
+        query: Any,
     ) -> list[SpecimenMatch]:
         self.scorer(kind)  # 503 before any search when the kind cannot be scored
         ranked: list[SpecimenMatch] = []
@@ -254,51 +253,50 @@ class SpecimenMatcher:
             ranked += sorted(others, key=lambda m: -m.match.similarity)
         return ranked
 
-    # ------------------------------------------------------------------------ aligned stamps
+    # ------------------------------------------------------------------------ direct verifiers
 
-    def _aligned_query(self, kind: str, crop: npt.NDArray[np.uint8] | None) -> PreparedStamp | None:
-        """The crop prepared for the aligned comparison, or ``None`` when stamps of this kind are
-        scored by the embedding (not a stamp, no aligned calibration, no crop, or no stamp ink)."""
-        if kind != "stamp" or self.aligned_stamps is None or crop is None:
+    def _direct_query(self, kind: str, crop: npt.NDArray[np.uint8] | None) -> Any:
+        """The crop prepared for the direct comparison of its kind, or ``None`` when it is scored by
+        the embedding (no verifier for the kind, no crop, or no ink in it)."""
+        verifier = self.verifiers.get(kind)
+        if verifier is None or crop is None:
             return None
         try:
-            return self.aligned_stamps.prepare(crop)
-        except StampMatchError as e:
-            log.info("stamp crop cannot be aligned (%s); scored by the embedding", e)
+            return verifier.prepare(crop)
+        except PairMatchError as e:
+            log.info("%s crop cannot be compared directly (%s); scored by the embedding", kind, e)
             return None
 
-    def _prepare_specimen(self, specimen_id: str) -> PreparedStamp:
-        """One registered specimen prepared for the aligned comparison (cached by id).
-
-        Raises:
-            StampMatchError: no stamp ink in it.
-        """
-        aligned = self.aligned_stamps
-        assert aligned is not None
-        return self._prepared.get(specimen_id, functools.partial(self.registry.image, specimen_id), aligned.prepare)
-
-    def _prepared_specimens(self, owner: str) -> list[tuple[str, PreparedStamp]]:
-        """The owner's stamp specimens prepared for the aligned comparison (cached by id);
-        specimens without stamp ink are skipped."""
+    def _prepared_specimens(self, owner: str, kind: str) -> list[tuple[str, Any]]:
+        """The owner's specimens of ``kind`` prepared for the direct comparison (cached by id);
+        specimens without ink are skipped."""
         out = []
-        for info in self.registry.specimens(owner=owner, kind="stamp"):
+        for info in self.registry.specimens(owner=owner, kind=kind):
             try:
-                prepared = self._prepare_specimen(info.id)
-            except StampMatchError as e:
-                log.warning("stamp specimen %s of %s cannot be aligned (%s); skipped", info.id, owner, e)
+                prepared = self._prepare_specimen(info.id, kind)
+            except PairMatchError as e:
+                log.warning("%s specimen %s of %s cannot be compared (%s); skipped", kind, info.id, owner, e)
                 continue
             out.append((info.id, prepared))
         return out
 
-    def _aligned_scores(
-        self, query: PreparedStamp, specimens: Sequence[tuple[str, PreparedStamp]]
+    def _prepare_specimen(self, specimen_id: str, kind: str) -> Any:
+        """One registered specimen prepared for its kind's direct comparison (cached by id).
+
+        Raises:
+            PairMatchError: no ink in it.
+        """
+        verifier = self.verifiers[kind]
+        return self._prepared.get(specimen_id, functools.partial(self.registry.image, specimen_id), verifier.prepare)
+
+    def _direct_scores(
+        self, kind: str, query: Any, specimens: Sequence[tuple[str, Any]]
     ) -> list[tuple[str, float, Verdict]]:
         """``(specimen id, percent, verdict)`` of the query against each specimen."""
-        aligned = self.aligned_stamps
-        assert aligned is not None
+        verifier = self.verifiers[kind]
         out = []
         for sid, prepared in specimens:
-            result = aligned.score(query, [prepared])
+            result = verifier.score(query, [prepared])
             out.append((sid, result.percent, result.verdict))
         return out
 
@@ -309,26 +307,26 @@ class SpecimenMatcher:
         owner: str,
         specimen_id: str,
         cosine: float,
-        query: PreparedStamp | None,
+        query: Any,
         *,
         claimed: bool,
     ) -> SpecimenMatch:
-        """One owner's match: aligned when the query could be prepared and the owner has usable
-        stamp specimens, else the embedding's score of its best specimen."""
+        """One owner's match: direct when the query could be prepared and the owner has usable
+        specimens of the kind, else the embedding's score of its best specimen."""
         if query is not None:
-            specimens = self._prepared_specimens(owner)
+            specimens = self._prepared_specimens(owner, kind)
             if specimens:
-                sid, percent, verdict = max(self._aligned_scores(query, specimens), key=lambda r: r[1])
-                threshold = self.aligned_stamps.threshold  # type: ignore[union-attr]
+                verifier = self.verifiers[kind]
+                sid, percent, verdict = max(self._direct_scores(kind, query, specimens), key=lambda r: r[1])
                 match = Match(
                     detection=index,
                     specimen_id=sid,
                     owner=owner,
                     similarity=percent,
-                    threshold=threshold,
+                    threshold=verifier.threshold,
                     verdict=verdict,
                 )
-                return SpecimenMatch(match, kind, claimed=claimed, method=ALIGNED)
+                return SpecimenMatch(match, kind, claimed=claimed, method=verifier.method)
         match = self.scorer(kind).match(cosine, detection=index, specimen_id=specimen_id, owner=owner)
         return SpecimenMatch(match, kind, claimed=claimed, method=EMBEDDING)
 
@@ -359,14 +357,14 @@ class SpecimenMatcher:
         """Score an uploaded crop against one specimen, or against every specimen of one owner.
 
         Exactly one of ``specimen_id`` and ``owner`` must be given. ``crop`` (the uploaded pixels)
-        lets a stamp be scored by the aligned comparison (module docstring).
+        lets the mark be scored by its kind's direct comparison (module docstring).
         """
         if (specimen_id is None) == (owner is None):
             raise InvalidRequestError("Give exactly one of 'specimen_id' and 'owner'.")
         self.check_target(kind, specimen_id=specimen_id, owner=owner)
-        query = self._aligned_query(kind, crop)
+        query = self._direct_query(kind, crop)
         if query is not None:
-            comparison = _translated(lambda: self._compare_aligned(query, kind, specimen_id, owner))
+            comparison = _translated(lambda: self._compare_direct(query, kind, specimen_id, owner))
             if comparison is not None:
                 return comparison
         scorer = self.scorer(kind)
@@ -394,29 +392,26 @@ class SpecimenMatcher:
             per_specimen=tuple(scores),
         )
 
-    def _compare_aligned(
-        self, query: PreparedStamp, kind: str, specimen_id: str | None, owner: str | None
-    ) -> Comparison | None:
-        """The aligned comparison, or ``None`` when no specimen can be aligned."""
-        aligned = self.aligned_stamps
-        assert aligned is not None
+    def _compare_direct(self, query: Any, kind: str, specimen_id: str | None, owner: str | None) -> Comparison | None:
+        """The direct comparison, or ``None`` when no specimen can be compared."""
+        verifier = self.verifiers[kind]
         if specimen_id is not None:
             info = self.get(specimen_id)
             infos = {info.id: info}
             try:
-                specimens = [(info.id, self._prepare_specimen(info.id))]
-            except StampMatchError:
+                specimens = [(info.id, self._prepare_specimen(info.id, kind))]
+            except PairMatchError:
                 return None
         else:
             assert owner is not None
             infos = {i.id: i for i in self.registry.specimens(owner=owner, kind=kind)}
-            specimens = self._prepared_specimens(owner)
+            specimens = self._prepared_specimens(owner, kind)
         if not specimens:
             return None
         scores = sorted(
             (
                 SpecimenScore(sid, infos[sid].owner, infos[sid].label, percent, verdict)
-                for sid, percent, verdict in self._aligned_scores(query, specimens)
+                for sid, percent, verdict in self._direct_scores(kind, query, specimens)
             ),
             key=lambda s: -s.similarity,
         )
@@ -425,12 +420,12 @@ class SpecimenMatcher:
             kind=kind,
             similarity=best.similarity,
             verdict=best.verdict,
-            threshold=aligned.threshold,
-            band=aligned.band,
+            threshold=verifier.threshold,
+            band=verifier.band,
             specimen_id=best.specimen_id,
             owner=best.owner,
             per_specimen=tuple(scores),
-            method=ALIGNED,
+            method=verifier.method,
         )
 
     # ----------------------------------------------------------------------------- specimens
@@ -441,19 +436,21 @@ class SpecimenMatcher:
         """Store a specimen (commits at once).
 
         Raises:
-            InvalidRequestError: a stamp specimen in which no stamp ink is found, while stamps are
-                verified by the aligned comparison (it could never be matched).
+            InvalidRequestError: a specimen in which no ink is found, while its kind is verified by
+                a direct comparison (it could never be matched).
         """
-        if kind == "stamp" and self.aligned_stamps is not None:
+        verifier = self.verifiers.get(kind)
+        if verifier is not None:
+            ink = "stamp ink" if kind == "stamp" else "ink"
             try:
-                self.aligned_stamps.prepare(image)
+                verifier.prepare(image)
             except BlankCropError as e:
                 raise InvalidRequestError(
-                    f"No stamp ink was found in this image, so it cannot serve as a stamp specimen ({e}).",
+                    f"No {ink} was found in this image, so it cannot serve as a {kind} specimen ({e}).",
                     code="blank_specimen",
                 ) from e
-            except StampMatchError as e:
-                raise InvalidRequestError(f"This image cannot serve as a stamp specimen: {e}.") from e
+            except PairMatchError as e:
+                raise InvalidRequestError(f"This image cannot serve as a {kind} specimen: {e}.") from e
         return _translated(
             lambda: self.registry.add(owner=owner, kind=kind, image=image, embedding=embedding, label=label)
         )

@@ -38,10 +38,10 @@ from detectors.base import YoloDetector
 from detectors.document import MarkDetector
 from detectors.xray import ThreatDetector
 from service.batching import BatchStats, MicroBatcher, OverloadedError
-from similarity.aligned import AlignedStampScorer
 from similarity.embedder import Embedder
 from similarity.registry import KINDS, SpecimenRegistry
 from similarity.scoring import Scorer, ScoringError
+from similarity.verifier import PairVerifier, verifiers_from_metrics
 from vision.modelcard import ModelCard, ModelCardError, load_verified
 from vision.runtime.base import BackendError, BackendUnavailable, InferenceBackend
 from vision.runtime.registry import create_backend
@@ -306,9 +306,9 @@ class ModelRuntime:
         embedder: the similarity model, or ``None``.
         scorers: mark kind -> calibration and decision policy from the similarity model's card.
         registry: the registered specimens, opened for the embedder's model version.
-        aligned_stamps: the aligned stamp verifier of the similarity card
-            (``metrics.scoring.stamp_aligned``), or ``None`` when the card has none: stamps
-            claimed for an owner are then scored by the embedding alone.
+        verifiers: mark kind -> direct verifier of the similarity card
+            (``metrics.scoring.stamp_aligned``, ``metrics.scoring.signature_shape``); a kind the
+            card has none for is scored by the embedding alone.
         versions: model name -> version of every usable model.
         problems: model name -> why it cannot be used (missing, failed to load, unusable card).
     """
@@ -317,7 +317,7 @@ class ModelRuntime:
     embedder: Embedder | None = None
     scorers: dict[str, Scorer] = field(default_factory=dict)
     registry: SpecimenRegistry | None = None
-    aligned_stamps: AlignedStampScorer | None = None
+    verifiers: dict[str, PairVerifier] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
 
@@ -394,19 +394,20 @@ def _attach_similarity(runtime: ModelRuntime, model: LoadedModel, engine: Engine
             log.warning("similarity model: %s; %s comparisons are unavailable", e, kind)
     if not scorers:
         raise ScoringError("the card's metrics hold no 'scoring' calibration for stamps or signatures")
-    aligned: AlignedStampScorer | None = None
+    verifiers: dict[str, PairVerifier] = {}
     try:
-        aligned = AlignedStampScorer.from_metrics(model.card.metrics)
+        verifiers = verifiers_from_metrics(model.card.metrics)
     except ScoringError as e:
-        log.warning("similarity model: %s; stamps are scored by the embedding alone", e)
-    if aligned is None:
-        log.info("similarity model: no aligned stamp calibration in its card; stamps are scored by the embedding")
+        log.warning("similarity model: %s; marks are scored by the embedding alone", e)
+    for kind in KINDS:
+        if kind not in verifiers:
+            log.info("similarity model: no direct %s verifier in its card; %ss are scored by the embedding", kind, kind)
     registry = SpecimenRegistry(engine=engine, model_version=embedder.version)
     if registry.stale_count:
         log.info("re-embedding %d specimens for similarity model %s", registry.stale_count, embedder.version)
         registry.reembed(embedder)
     runtime.embedder, runtime.scorers, runtime.registry = embedder, scorers, registry
-    runtime.aligned_stamps = aligned
+    runtime.verifiers = verifiers
 
 
 # --------------------------------------------------------------------------------------- runners

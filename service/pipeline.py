@@ -115,7 +115,7 @@ class InspectionPipeline:
         self.decoder = decoder
         self.metrics = metrics
         self._matcher = (
-            SpecimenMatcher(runtime.registry, runtime.scorers, top_k=top_k, aligned_stamps=runtime.aligned_stamps)
+            SpecimenMatcher(runtime.registry, runtime.scorers, top_k=top_k, verifiers=runtime.verifiers)
             if runtime.registry is not None
             else None
         )

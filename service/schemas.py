@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from service.matching import Comparison, SpecimenMatch, SpecimenScore
 from service.security import Role
 from similarity.registry import SpecimenInfo
+from similarity.verifier import Method
 from vision.types import Detections, Modality, RiskLevel, Verdict
 
 #: Kinds of registered marks, as the form field ``kind`` accepts them.
@@ -75,10 +76,11 @@ class MatchOut(BaseModel):
     verdict: Verdict
     threshold: float = Field(description="decision threshold, percent")
     claimed: bool = Field(description="whether the request named this owner")
-    method: Literal["aligned", "embedding"] = Field(
+    method: Method = Field(
         "embedding",
-        description="what scored it: 'aligned' (stamp aligned onto the owner's specimens) or 'embedding' "
-        "(reports stored before aligned scoring existed read as 'embedding')",
+        description="what scored it: 'aligned' (stamp aligned onto the owner's specimens), 'shape' (signature "
+        "compared by shape with the owner's specimens) or 'embedding' (reports stored before direct scoring "
+        "existed read as 'embedding')",
     )
 
     @classmethod
@@ -188,7 +190,7 @@ class CompareOut(BaseModel):
     specimen_id: str
     owner: str
     per_specimen: list[SpecimenScoreOut]
-    method: Literal["aligned", "embedding"] = Field(description="what scored it (see MatchOut.method)")
+    method: Method = Field(description="what scored it (see MatchOut.method)")
     image_sha256: str
     models: dict[str, str]
     timings_ms: dict[str, float]

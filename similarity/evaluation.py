@@ -16,15 +16,17 @@ Impostor categories:
              another writer (unskilled simulation).
 ``random``   another owner of another group: someone else's own stamp or signature.
 
-A third protocol serves the aligned stamp comparison (:mod:`similarity.aligned`), which costs
-~50 ms per (query, specimen) and so cannot score every query against every owner:
+A third protocol serves the direct comparisons (:mod:`similarity.verifier`: stamps aligned at
+~50 ms per (query, specimen), signatures by shape), which are not scored for every query against
+every owner:
 
 * :func:`owner_pairs` - per owner the first K genuine images are the registered specimens, the
-  other genuine images are genuine queries, every forged image is a skilled query, and the
-  genuine queries of a deterministic sample of :data:`RANDOM_OWNERS` other owners are its random
-  impostors (each pair is scored 1:1 against the *claimed* owner only, as the service verifies a
-  named authority). :func:`aligned_pair_scores` and :func:`cosine_pair_scores` score these pairs,
-  :func:`owner_pairs_metrics` summarises them (skilled overall and per forgery kind, random).
+  other genuine images are genuine queries, every forged image is a skilled query, the genuine
+  queries of a deterministic sample of :data:`RANDOM_OWNERS` owners of the same group are its hard
+  impostors and those of as many owners of other groups its random impostors (each pair is scored
+  1:1 against the *claimed* owner only, as the service verifies a named owner).
+  :func:`direct_pair_scores` and :func:`cosine_pair_scores` score these pairs,
+  :func:`owner_pairs_metrics` summarises them (skilled overall and per forgery kind, hard, random).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from similarity.aligned import AlignedStampScorer, similarity_logit
 from similarity.data import SpecimenItem, heldout_fraction_of
+from similarity.pairwise import BlankCropError, PairMatcher
 from similarity.scoring import (
     Scorer,
     ScoringError,
@@ -49,23 +51,24 @@ from similarity.scoring import (
     score_distribution,
     verification_metrics,
 )
-from similarity.stamp_match import BlankCropError, PreparedStamp, StampMatcher
+from similarity.verifier import PairVerifier, similarity_logit
 
 __all__ = [
     "IMPOSTOR_CATEGORIES",
     "RANDOM_OWNERS",
-    "AlignedPairScores",
+    "DirectPairScores",
     "OwnerPair",
     "OwnerProtocol",
-    "aligned_calibration_check",
-    "aligned_pair_scores",
-    "aligned_report",
     "cosine_pair_scores",
+    "direct_calibration_check",
+    "direct_pair_scores",
+    "direct_report",
     "forgery_kind_of",
     "owner_pairs",
     "owner_pairs_metrics",
     "pair_scores",
     "pool_impostors",
+    "pooled_impostors",
     "reference_scores",
     "report",
     "skilled_by_forgery",
@@ -291,16 +294,19 @@ class OwnerPair:
     Attributes:
         query: index of the questioned item.
         owner: the claimed owner.
-        category: ``"genuine"`` (the owner's own), ``"skilled"`` (a forgery of the owner) or
-            ``"random"`` (another owner's genuine mark).
+        category: ``"genuine"`` (the owner's own), ``"skilled"`` (a forgery of the owner),
+            ``"hard"`` (the genuine mark of another owner of the same group: the same name signed
+            by another writer) or ``"random"`` (another owner's genuine mark, of another group).
         forgery: for skilled pairs the forgery kind (:attr:`SpecimenItem.forgery`, else read from
             the file name by :func:`forgery_kind_of`); ``""`` otherwise or when unknown.
+        dataset: the data set of the owner and the query (:attr:`SpecimenItem.dataset`).
     """
 
     query: int
     owner: str
     category: str
     forgery: str = ""
+    dataset: str = ""
 
 
 @dataclass(frozen=True)
@@ -323,7 +329,7 @@ class OwnerProtocol:
         """Pairs per category (only those where ``valid`` is true, when given)."""
         cat = self.categories()
         keep = np.ones(cat.size, dtype=bool) if valid is None else valid
-        return {c: int(((cat == c) & keep).sum()) for c in ("genuine", "skilled", "random")}
+        return {c: int(((cat == c) & keep).sum()) for c in ("genuine", *IMPOSTOR_CATEGORIES)}
 
 
 def owner_pairs(
@@ -332,16 +338,20 @@ def owner_pairs(
     """The 1:1 protocol of the module docstring.
 
     Owners with fewer than ``refs`` genuine images take no part. An owner with exactly ``refs``
-    still has its forgeries questioned; it supplies no genuine or random queries. The random
-    owners of each owner are drawn (without replacement) from the owners that have genuine
-    queries, by one generator seeded with ``seed`` walking the owners in sorted order, so the same
-    folder and seed always give the same pairs.
+    still has its forgeries questioned; it supplies no genuine, hard or random queries. The random
+    owners of each owner are drawn (without replacement) from the owners of other groups (of the
+    same data set) that have genuine queries, then its hard owners from those of its own group,
+    by one generator seeded
+    with ``seed`` walking the owners in sorted order, so the same folder and seed always give the
+    same pairs. A folder's owners each form their own group (no hard pairs); the real signatures'
+    groups are the names signed.
 
     Args:
         items: the specimens (e.g. :func:`similarity.data.load_specimen_folder`).
         refs: registered specimens per owner, K >= 1.
-        random_owners: other owners whose genuine queries are random impostors of each owner.
-        seed: seed of that draw.
+        random_owners: owners of other groups whose genuine queries are random impostors of each
+            owner; as many owners of its own group give its hard impostors.
+        seed: seed of the draws.
 
     Raises:
         ScoringError: ``refs < 1``, ``random_owners < 0``, or no owner has ``refs`` genuine images.
@@ -349,19 +359,27 @@ def owner_pairs(
     if random_owners < 0:
         raise ScoringError(f"random_owners must be >= 0, got {random_owners}")
     references, genuine_queries, forged = _split_references(items, refs)
+    group = {o: items[refs_[0]].group for o, refs_ in references.items()}
+    dataset = {o: items[refs_[0]].dataset for o, refs_ in references.items()}
     with_queries = [o for o in references if genuine_queries[o]]
     rng = np.random.default_rng(seed)
     pairs: list[OwnerPair] = []
     for owner in references:
-        pairs += [OwnerPair(i, owner, "genuine") for i in genuine_queries[owner]]
+        ds = dataset[owner]
+        pairs += [OwnerPair(i, owner, "genuine", dataset=ds) for i in genuine_queries[owner]]
         pairs += [
-            OwnerPair(i, owner, "skilled", items[i].forgery or forgery_kind_of(items[i].source)) for i in forged[owner]
+            OwnerPair(i, owner, "skilled", items[i].forgery or forgery_kind_of(items[i].source), ds)
+            for i in forged[owner]
         ]
-        others = [o for o in with_queries if o != owner]
-        if others and random_owners:
-            pick = rng.choice(len(others), size=min(random_owners, len(others)), replace=False)
-            for j in sorted(int(k) for k in pick):
-                pairs += [OwnerPair(i, owner, "random") for i in genuine_queries[others[j]]]
+        peers = [o for o in with_queries if o != owner and dataset[o] == dataset[owner]]
+        for category, others in (
+            ("random", [o for o in peers if group[o] != group[owner]]),
+            ("hard", [o for o in peers if group[o] == group[owner]]),
+        ):
+            if others and random_owners:
+                pick = rng.choice(len(others), size=min(random_owners, len(others)), replace=False)
+                for j in sorted(int(k) for k in pick):
+                    pairs += [OwnerPair(i, owner, category, dataset=ds) for i in genuine_queries[others[j]]]
     return OwnerProtocol(references=references, pairs=pairs)
 
 
@@ -385,15 +403,15 @@ def cosine_pair_scores(
 
 
 @dataclass
-class AlignedPairScores:
-    """Aligned-comparison scores of the pairs of one :class:`OwnerProtocol`.
+class DirectPairScores:
+    """Direct-comparison scores of the pairs of one :class:`OwnerProtocol`.
 
     Attributes:
-        similarity: ``(P,)`` float64: the highest :attr:`StampMatchFeatures.similarity` over the
-            claimed owner's references; NaN for a pair that could not be aligned (blank query, or
+        similarity: ``(P,)`` float64: the highest combined similarity of the comparison over the
+            claimed owner's references; NaN for a pair that could not be compared (blank query, or
             every reference of the owner blank).
-        blank_items: item indices whose crop holds no stamp ink (:class:`BlankCropError`).
-        compare_seconds: wall time of each :meth:`StampMatcher.compare` call.
+        blank_items: item indices whose crop holds no ink (:class:`BlankCropError`).
+        compare_seconds: wall time of each ``matcher.compare`` call.
         seconds: wall time of the whole scoring.
     """
 
@@ -420,34 +438,35 @@ class AlignedPairScores:
         return out
 
 
-def aligned_pair_scores(
+def direct_pair_scores(
     protocol: OwnerProtocol,
     image: Callable[[int], npt.NDArray[np.uint8]],
-    matcher: StampMatcher,
+    matcher: PairMatcher,
     *,
     progress: Callable[[str], None] | None = None,
     every: int = 100,
-) -> AlignedPairScores:
-    """Score every pair with the aligned comparison (best reference of the claimed owner).
+) -> DirectPairScores:
+    """Score every pair with a direct comparison (best reference of the claimed owner).
 
-    Runs serially (one comparison ~50 ms on one core). Each owner's references are prepared once;
-    query crops are prepared when their pair comes up (a random impostor's crop is prepared again
-    for each owner it is shown to: ~10 ms, and memory stays at one owner's worth of ink maps).
+    Runs serially (one stamp comparison ~50 ms on one core). Each owner's references are prepared
+    once; query crops are prepared when their pair comes up (an impostor's crop is prepared again
+    for each owner it is shown to: a few ms, and memory stays at one owner's worth of data).
 
     Args:
         protocol: from :func:`owner_pairs`.
         image: item index → ``(H, W, 3)`` uint8 RGB crop at scan resolution.
-        matcher: the comparison (its weights give the combined similarity).
+        matcher: the comparison (:func:`similarity.verifier.default_matcher`; its weights give the
+            combined similarity).
         progress: called with a one-line status every ``every`` pairs and at the end.
         every: pairs between progress lines.
 
     Raises:
-        StampMatchError: a crop that is not an RGB uint8 image (blank crops are recorded, not raised).
+        PairMatchError: a crop that is not an RGB uint8 image (blank crops are recorded, not raised).
     """
-    out = AlignedPairScores(similarity=np.full(len(protocol.pairs), np.nan))
+    out = DirectPairScores(similarity=np.full(len(protocol.pairs), np.nan))
     start = time.perf_counter()
 
-    def prepare(i: int) -> PreparedStamp | None:
+    def prepare(i: int) -> Any:
         if i in out.blank_items:
             return None
         try:
@@ -457,7 +476,7 @@ def aligned_pair_scores(
             return None
 
     owner: str | None = None
-    refs: list[PreparedStamp] = []
+    refs: list[Any] = []
     for n, pair in enumerate(protocol.pairs):
         if pair.owner != owner:
             owner = pair.owner
@@ -473,7 +492,7 @@ def aligned_pair_scores(
         if progress is not None and ((n + 1) % every == 0 or n + 1 == len(protocol.pairs)):
             elapsed = time.perf_counter() - start
             eta = elapsed / (n + 1) * (len(protocol.pairs) - n - 1)
-            progress(f"aligned comparison: {n + 1}/{len(protocol.pairs)} pairs, {elapsed:.0f} s, ~{eta:.0f} s left")
+            progress(f"direct comparison: {n + 1}/{len(protocol.pairs)} pairs, {elapsed:.0f} s, ~{eta:.0f} s left")
     out.seconds = time.perf_counter() - start
     return out
 
@@ -482,10 +501,10 @@ def owner_pairs_metrics(
     scores: npt.NDArray[np.float64], protocol: OwnerProtocol, valid: npt.NDArray[np.bool_] | None = None
 ) -> dict[str, Any]:
     """EER, ROC AUC and FAR at 1 % FRR of genuine pairs against skilled pairs (overall and per
-    forgery kind) and against random pairs; only pairs where ``valid`` is true count.
+    forgery kind), hard pairs and random pairs; only pairs where ``valid`` is true count.
 
     Returns:
-        ``{"skilled": ..., "skilled_by_kind": {kind: ...}, "random": ...}`` of
+        ``{"skilled": ..., "skilled_by_kind": {kind: ...}, "hard": ..., "random": ...}`` of
         :meth:`VerificationMetrics.to_dict`; a comparison without pairs on either side is left out.
     """
     s = np.asarray(scores, dtype=np.float64)
@@ -506,9 +525,10 @@ def owner_pairs_metrics(
             by_kind[k] = verification_metrics(g, sel).to_dict()
     if by_kind:
         out["skilled_by_kind"] = by_kind
-    rd = s[keep & (cat == "random")]
-    if rd.size:
-        out["random"] = verification_metrics(g, rd).to_dict()
+    for c in ("hard", "random"):
+        imp = s[keep & (cat == c)]
+        if imp.size:
+            out[c] = verification_metrics(g, imp).to_dict()
     return out
 
 
@@ -529,36 +549,50 @@ def pool_impostors(groups: Sequence[npt.ArrayLike], seed: int = 0) -> npt.NDArra
     return np.concatenate([g if g.size == n else rng.choice(g, size=n, replace=True) for g in present])
 
 
-#: What the aligned block's scores are, for reports.
-ALIGNED_SCORE = "similarity.stamp_match combined similarity (0-1), best of the claimed owner's registered specimens"
+#: What the direct block's scores are, for reports.
+DIRECT_SCORE = "{module} combined similarity (0-1), best of the claimed owner's registered specimens"
+_MODULES = {"stamp": "similarity.stamp_match", "signature": "similarity.signature_match"}
 COSINE_SCORE = "cosine of the embeddings (similarity.embedder on ONNX Runtime), best of the same specimens"
 
 
-def aligned_report(
+def pooled_impostors(
+    similarity: npt.NDArray[np.float64], categories: npt.NDArray[np.str_], mask: npt.NDArray[np.bool_], seed: int = 0
+) -> npt.NDArray[np.float64]:
+    """The impostor scores a direct verifier is calibrated on: every impostor category present
+    among the ``mask``ed pairs (skilled, hard, random), pooled at equal weight (:func:`pool_impostors`).
+
+    Raises:
+        ScoringError: no impostor pair.
+    """
+    return pool_impostors([similarity[mask & (categories == c)] for c in IMPOSTOR_CATEGORIES], seed)
+
+
+def direct_report(
     protocol: OwnerProtocol,
-    aligned: AlignedPairScores,
-    scorer: AlignedStampScorer,
+    scores: DirectPairScores,
+    verifier: PairVerifier,
     cosine: npt.NDArray[np.float64] | None = None,
 ) -> dict[str, Any]:
-    """The report of the aligned stamp comparison on the pairs of :func:`owner_pairs`.
+    """The report of a direct comparison on the pairs of :func:`owner_pairs`.
 
-    Only pairs the aligned comparison could score count, for both methods, so the embedding's
+    Only pairs the direct comparison could score count, for both methods, so the embedding's
     figures (``cosine``, when given) are measured on exactly the same pairs.
 
     Returns:
         JSON-ready dict: ``pairs`` (scored, per category), ``unscored_pairs``, ``blank_crops``,
-        ``aligned`` (``metrics`` per :func:`owner_pairs_metrics`, ``percent_distributions`` and
-        ``verdicts`` per category under ``scorer``, ``decision``), ``cnn`` (``metrics`` of the
-        cosines) and ``timing``.
+        ``direct`` (``method``, ``metrics`` per :func:`owner_pairs_metrics`,
+        ``percent_distributions`` and ``verdicts`` per category under ``verifier``, ``decision``),
+        ``cnn`` (``metrics`` of the cosines), ``by_dataset`` (both metrics per data set, when the
+        pairs come from more than one) and ``timing``.
     """
-    valid = aligned.valid
+    valid = scores.valid
     cat = protocol.categories()
     percent = np.full(valid.size, np.nan)
-    percent[valid] = scorer.scorer.calibration.percent(similarity_logit(aligned.similarity[valid]))
-    policy = scorer.scorer.policy
+    percent[valid] = verifier.scorer.calibration.percent(similarity_logit(scores.similarity[valid]))
+    policy = verifier.scorer.policy
     distributions: dict[str, Any] = {}
     verdicts: dict[str, dict[str, int]] = {}
-    for c in ("genuine", "skilled", "random"):
+    for c in ("genuine", *IMPOSTOR_CATEGORIES):
         sel = percent[valid & (cat == c)]
         if sel.size:
             distributions[c] = score_distribution(sel)
@@ -569,10 +603,11 @@ def aligned_report(
     out: dict[str, Any] = {
         "pairs": protocol.counts(valid),
         "unscored_pairs": protocol.counts(~valid),
-        "blank_crops": len(aligned.blank_items),
-        "aligned": {
-            "score": ALIGNED_SCORE,
-            "metrics": owner_pairs_metrics(aligned.similarity, protocol, valid),
+        "blank_crops": len(scores.blank_items),
+        "direct": {
+            "method": verifier.method,
+            "score": DIRECT_SCORE.format(module=_MODULES[verifier.kind]),
+            "metrics": owner_pairs_metrics(scores.similarity, protocol, valid),
             "percent_distributions": distributions,
             "verdicts": verdicts,
             "decision": policy.to_dict(),
@@ -580,11 +615,23 @@ def aligned_report(
     }
     if cosine is not None:
         out["cnn"] = {"score": COSINE_SCORE, "metrics": owner_pairs_metrics(cosine, protocol, valid)}
-    out["timing"] = aligned.timing()
+    datasets = sorted({p.dataset for p in protocol.pairs})
+    if len(datasets) > 1:
+        # Genuine pairs of different data sets differ (a real paper-vs-tablet pair is harder than
+        # two renders of one synthetic writer): each impostor kind against its own data set's genuine.
+        of = np.array([p.dataset for p in protocol.pairs], dtype=str)
+        out["by_dataset"] = {
+            d: {"pairs": protocol.counts(valid & (of == d))}
+            | {"direct": owner_pairs_metrics(scores.similarity, protocol, valid & (of == d))}
+            | ({} if cosine is None else {"cnn": owner_pairs_metrics(cosine, protocol, valid & (of == d))})
+            for d in datasets
+        }
+    out["timing"] = scores.timing()
     return out
 
 
-def aligned_calibration_check(
+def direct_calibration_check(
+    kind: str,
     protocol: OwnerProtocol,
     similarity: npt.NDArray[np.float64],
     *,
@@ -592,14 +639,14 @@ def aligned_calibration_check(
     far: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The aligned calibration measured on owners it was not fitted on.
+    """A direct verifier's calibration measured on owners it was not fitted on.
 
     The owners are halved by a hash of their name; a calibration and threshold are fitted on the
-    pairs claimed for one half (genuine against skilled and random pooled at equal weight, as
-    ``customs-vision calibrate stamps`` fits the card's) and measured on the other half: the
-    reliability of the percentages (:func:`similarity.scoring.reliability`) and the error rates at
-    the fitted threshold (FRR of genuine pairs, FAR of skilled and of random pairs; the band is
-    ignored here). Then the halves swap.
+    pairs claimed for one half (genuine against the impostor categories pooled at equal weight,
+    :func:`pooled_impostors`, as ``customs-vision calibrate`` fits the card's) and measured on the
+    other half: the reliability of the percentages (:func:`similarity.scoring.reliability`) and the
+    error rates at the fitted threshold (FRR of genuine pairs, FAR of each impostor category; the
+    band is ignored here). Then the halves swap.
 
     Returns:
         JSON-ready dict with ``protocol`` and ``fit_a_check_b`` / ``fit_b_check_a``, or ``skipped``
@@ -613,21 +660,19 @@ def aligned_calibration_check(
     try:
         for name, fit_side in (("fit_a_check_b", True), ("fit_b_check_a", False)):
             fit, check = ok & (side == fit_side), ok & (side != fit_side)
-            scorer = AlignedStampScorer.fit(
-                s[fit & (cat == "genuine")],
-                pool_impostors([s[fit & (cat == "skilled")], s[fit & (cat == "random")]], seed),
-                band=band,
-                far=far,
+            verifier = PairVerifier.fit(
+                kind, s[fit & (cat == "genuine")], pooled_impostors(s, cat, fit, seed), band=band, far=far
             )
             g = s[check & (cat == "genuine")]
-            impostor = pool_impostors([s[check & (cat == "skilled")], s[check & (cat == "random")]], seed)
-            rates: dict[str, Any] = {"threshold": scorer.threshold, "frr": round(1.0 - _accepted(scorer, g), 4)}
-            for c in ("skilled", "random"):
+            impostor = pooled_impostors(s, cat, check, seed)
+            rates: dict[str, Any] = {"threshold": verifier.threshold, "frr": round(1.0 - _accepted(verifier, g), 4)}
+            for c in IMPOSTOR_CATEGORIES:
                 sel = s[check & (cat == c)]
                 if sel.size:
-                    rates[f"far_{c}"] = round(_accepted(scorer, sel), 4)
+                    rates[f"far_{c}"] = round(_accepted(verifier, sel), 4)
+            calibration = verifier.scorer.calibration
             out[name] = {
-                "reliability": reliability(scorer.scorer.calibration, similarity_logit(g), similarity_logit(impostor)),
+                "reliability": reliability(calibration, similarity_logit(g), similarity_logit(impostor)),
                 "at_threshold": rates,
             }
     except ScoringError as e:  # too few owners to halve
@@ -635,7 +680,7 @@ def aligned_calibration_check(
     return out
 
 
-def _accepted(scorer: AlignedStampScorer, similarity: npt.NDArray[np.float64]) -> float:
-    """Share of combined scores whose calibrated percent reaches the scorer's threshold."""
-    percent = scorer.scorer.calibration.percent(similarity_logit(similarity))
-    return float(np.mean(percent >= scorer.threshold))
+def _accepted(verifier: PairVerifier, similarity: npt.NDArray[np.float64]) -> float:
+    """Share of combined scores whose calibrated percent reaches the verifier's threshold."""
+    percent = verifier.scorer.calibration.percent(similarity_logit(similarity))
+    return float(np.mean(percent >= verifier.threshold))

@@ -55,11 +55,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from similarity.pairwise import BlankCropError, PairMatchError
+
 __all__ = [
     "DEFAULT_WEIGHTS",
     "FEATURE_NAMES",
     "Alignment",
     "BlankCropError",
+    "BlankStampError",
     "InkMap",
     "StampMatchError",
     "StampMatchFeatures",
@@ -94,12 +97,12 @@ COARSE_LONG_SIDE = 64
 FINE_LONG_SIDE = 160
 
 
-class StampMatchError(ValueError):
-    """A crop cannot be compared: wrong array type or shape, too small, or no ink."""
+class StampMatchError(PairMatchError):
+    """A stamp crop cannot be compared: wrong array type or shape, too small, or no ink."""
 
 
-class BlankCropError(StampMatchError):
-    """The crop holds no visible ink (an empty detector box, a blank region of paper)."""
+class BlankStampError(StampMatchError, BlankCropError):
+    """The stamp crop holds no visible ink (an empty detector box, a blank region of paper)."""
 
 
 # ------------------------------------------------------------------------------------------ ink map
@@ -160,7 +163,7 @@ def _absorbance(crop: npt.NDArray[np.uint8]) -> _Absorbance:
     absorb = np.clip(1.0 - img / _paper(img), 0.0, 1.0)
     dark = absorb.mean(axis=2)
     if float(np.percentile(dark, 99.5)) < MIN_INK_ABSORBANCE:
-        raise BlankCropError(
+        raise BlankStampError(
             f"crop {crop.shape[:2]} holds no visible ink (darkest 0.5 % absorbs < {MIN_INK_ABSORBANCE})"
         )
     chroma = absorb - dark[..., None]
@@ -183,11 +186,11 @@ def _normalise_level(raw: FloatArray) -> FloatArray:
     impressions both reach ~1; raises :class:`BlankCropError` if too little ink remains."""
     vals = raw[raw > 0.05]
     if vals.size < MIN_INK_PIXELS:
-        raise BlankCropError(f"only {vals.size} inked pixels along the ink's hue or darkness")
+        raise BlankStampError(f"only {vals.size} inked pixels along the ink's hue or darkness")
     level = max(float(np.percentile(vals, 97)), 0.08)
     out = np.clip(raw * (1.0 / level), 0.0, 1.0).astype(np.float32)
     if int((out >= 0.5).sum()) < MIN_INK_PIXELS:
-        raise BlankCropError("too few ink pixels to compare")
+        raise BlankStampError("too few ink pixels to compare")
     return out
 
 

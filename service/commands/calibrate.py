@@ -1,32 +1,38 @@
-"""``customs-vision calibrate stamps``: fit the aligned stamp verifier's calibration and policy.
+"""``customs-vision calibrate stamps|signatures``: fit a direct verifier's calibration and policy.
 
-The aligned comparison (:mod:`similarity.stamp_match`) gives a combined score in ``[0, 1]``; the
-percentage a clerk sees and the genuine / inconclusive / forged verdict come from a Platt
-calibration and a threshold fitted here on held-out pairs (:meth:`AlignedStampScorer.fit`) and
-stored in the similarity model card under ``metrics.scoring.stamp_aligned``, with the measurement
-under ``metrics.heldout_aligned.stamp`` (``--write-card``).
+The direct comparisons (:mod:`similarity.verifier`: stamps aligned by :mod:`similarity.stamp_match`,
+signatures compared by shape in :mod:`similarity.signature_match`) give a combined score in
+``[0, 1]``; the percentage a clerk sees and the genuine / inconclusive / forged verdict come from a
+Platt calibration and a threshold fitted here on held-out pairs (:meth:`PairVerifier.fit`) and
+stored in the similarity model card under ``metrics.scoring.stamp_aligned`` or
+``metrics.scoring.signature_shape``, with the measurement under ``metrics.heldout_direct.<kind>``
+(``--write-card``).
 
-Protocol (:func:`similarity.evaluation.owner_pairs`, as ``benchmarks/stamp_match_eval.py``): per
-owner of ``--data`` (``<owner>/genuine/*``, ``<owner>/forged/*``) the first ``--refs`` genuine
-images by name are the registered specimens, the other genuine images are genuine queries, every
-forged image is a skilled query, and the genuine queries of ``--random-owners`` other owners are
-random impostors; a query's score is its best over the claimed owner's specimens. With
-``--heldout-only`` (the default) only the authorities the card's network never trained on take
-part: ``heldout_fraction_of("stamp:<owner>")`` below the card's held-out fraction, which holds for
-folders named by the training's synthetic ids (``SIM-AUTH-00042``). The calibration is fitted on
-genuine pairs against skilled and random pairs pooled at equal weight
-(:func:`similarity.evaluation.pool_impostors`, as the embedding's calibration pools its categories).
+Protocol (:func:`similarity.evaluation.owner_pairs`): per owner of ``--data`` (``<owner>/genuine/*``,
+``<owner>/forged/*``) the first ``--refs`` genuine images by name are the registered specimens, the
+other genuine images are genuine queries, every forged image is a skilled query, and the genuine
+queries of ``--random-owners`` other owners are random impostors; a query's score is its best over
+the claimed owner's specimens. ``calibrate signatures`` also takes the real cross-media signatures
+(``--real``; owner = writer x name, the paper signature registered, the tablet one questioned),
+whose same-name-other-writer pairs are hard impostors. With ``--heldout-only`` (the default) only
+owners the card's network never trained on take part: ``heldout_fraction_of("<kind>:<owner>")``
+(a real writer's own split key) below the card's held-out fraction, which holds for folders named by
+the training's synthetic ids (``SIM-AUTH-00042``, ``SIM-W-00042``). The calibration is fitted on
+genuine pairs against every impostor category pooled at equal weight
+(:func:`similarity.evaluation.pooled_impostors`, as the embedding's calibration pools its categories).
 
-``--render 300x4+5`` first renders ``SIM-AUTH-00000..`` authorities into ``--data`` exactly as
-``customs-vision train similarity`` caches them (:func:`similarity.data.render_specimen_items`;
-a matching earlier render is reused as is), so the recorded command reproduces its own data.
+``--render 300x4+5`` first renders ``SIM-AUTH-00000..`` authorities (``SIM-W-..`` writers for
+signatures) into ``--data`` exactly as ``customs-vision train similarity`` caches them
+(:func:`similarity.data.render_specimen_items`; a matching earlier render is reused as is), so the
+recorded command reproduces its own data.
 
-Serial on purpose (one comparison ~50 ms on one core); progress goes to stderr.
+Serial on purpose (one stamp comparison ~50 ms on one core); progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -49,17 +55,40 @@ def register(groups: CommandGroups) -> None:
         description="Fit a verifier's calibration and decision threshold on held-out pairs.",
     )
     what = calibrate.add_subparsers(dest="calibrate_what", metavar="WHAT", required=True)
+    for kind, name in (("stamp", "stamps"), ("signature", "signatures")):
+        _add_parser(what, kind, name)
+
+
+def _add_parser(what: Any, kind: str, name: str) -> None:
+    method = "aligned comparison" if kind == "stamp" else "shape comparison"
     s = what.add_parser(
-        "stamps",
-        help="calibrate the aligned stamp comparison (percent and verdict for a named authority)",
-        description="Score held-out stamp pairs with the aligned comparison (and the CNN, for comparison), fit "
+        name,
+        help=f"calibrate the {method} of {name} (percent and verdict for a named owner)",
+        description=f"Score held-out {kind} pairs with the {method} (and the CNN, for comparison), fit "
         "percent = 100*sigmoid(slope*logit(score)+intercept) and the threshold, print the report as JSON and, "
-        "with --write-card, store both in the similarity model card (metrics.scoring.stamp_aligned, "
-        "metrics.heldout_aligned.stamp).",
+        f"with --write-card, store both in the similarity model card (metrics.scoring, "
+        f"metrics.heldout_direct.{kind}).",
     )
-    s.add_argument("--data", type=Path, required=True, help="folder of <owner>/genuine/* and <owner>/forged/*")
+    s.add_argument(
+        "--data",
+        type=Path,
+        required=kind == "stamp",
+        default=None,
+        help="folder of <owner>/genuine/* and <owner>/forged/*",
+    )
+    if kind == "signature":
+        s.add_argument(
+            "--real",
+            nargs="?",
+            type=Path,
+            const=True,
+            default=None,
+            metavar="DIR",
+            help="also the real cross-media signatures (default location, or DIR)",
+        )
     s.add_argument("--model", type=Path, default=None, help="model card (default: <models dir>/similarity.json)")
-    s.add_argument("--refs", type=int, default=2, help="registered specimens per owner, K (default: 2)")
+    refs = 2 if kind == "stamp" else 1
+    s.add_argument("--refs", type=int, default=refs, help=f"registered specimens per owner, K (default: {refs})")
     s.add_argument(
         "--heldout-only",
         action=argparse.BooleanOptionalAction,
@@ -67,7 +96,10 @@ def register(groups: CommandGroups) -> None:
         help="only owners the network never trained on (default: on; --no-heldout-only for an unseen archive)",
     )
     s.add_argument(
-        "--random-owners", type=int, default=5, help="other owners whose queries are random impostors (default: 5)"
+        "--random-owners",
+        type=int,
+        default=5,
+        help="other owners whose queries are random (and, same name, hard) impostors (default: 5)",
     )
     s.add_argument("--band", type=float, default=5.0, help="inconclusive band, +- percentage points (default: 5)")
     s.add_argument(
@@ -75,21 +107,28 @@ def register(groups: CommandGroups) -> None:
         "(default: at the equal-error point)",
     )  # fmt: skip
     s.add_argument("--seed", type=int, default=0, help="seed of the random-owner draw and the pooling (default: 0)")
+    prefix = "SIM-AUTH-* authorities" if kind == "stamp" else "SIM-W-* writers"
     s.add_argument(
         "--render",
         default=None,
         metavar="OWNERSxGENUINE+FORGED",
-        help="first render SIM-AUTH-* authorities into --data as the training caches them, e.g. 300x4+5",
+        help=f"first render {prefix} into --data as the training caches them, e.g. 300x4+5",
     )
     s.add_argument("--render-seed", type=int, default=0, help="seed of --render (default: 0)")
     s.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the CNN (default: 1)")
     s.add_argument("--write-card", action="store_true", help="store the calibration and the report in --model")
-    s.set_defaults(func=_stamps)
+    s.set_defaults(func=functools.partial(_calibrate, kind), calibrate_kind=kind, calibrate_name=name)
 
 
 def command_line(args: argparse.Namespace, model: Path) -> str:
     """The command with every option spelled out (defaults included), for the card."""
-    argv = ["customs-vision", "calibrate", "stamps", "--data", str(args.data), "--model", str(model)]
+    argv = ["customs-vision", "calibrate", args.calibrate_name]
+    if args.data is not None:
+        argv += ["--data", str(args.data)]
+    real = getattr(args, "real", None)
+    if real is not None:
+        argv += ["--real"] if real is True else ["--real", str(real)]
+    argv += ["--model", str(model)]
     argv += ["--refs", str(args.refs), "--heldout-only" if args.heldout_only else "--no-heldout-only"]
     argv += ["--random-owners", str(args.random_owners), "--band", f"{args.band:g}"]
     if args.far is not None:
@@ -107,8 +146,12 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _render(data: Path, spec: str, seed: int) -> None:
-    """Render (or reuse) the synthetic authorities of ``--render`` into ``data``.
+#: Synthetic owner ids of ``--render``, as ``customs-vision train similarity`` names them.
+_RENDER_PREFIX = {"stamp": "SIM-AUTH-", "signature": "SIM-W-"}
+
+
+def _render(kind: str, data: Path, spec: str, seed: int) -> None:
+    """Render (or reuse) the synthetic owners of ``--render`` into ``data``.
 
     Raises:
         DataError: a malformed spec, or ``data`` holds something that is not such a render.
@@ -123,35 +166,67 @@ def _render(data: Path, spec: str, seed: int) -> None:
         raise DataError(f"{data} is not empty and not a specimen render (no params.json): refusing to render into it")
     t0 = time.perf_counter()
     render_specimen_items(
-        "stamp",
-        [f"SIM-AUTH-{i:05d}" for i in range(owners)],
+        kind,
+        [f"{_RENDER_PREFIX[kind]}{i:05d}" for i in range(owners)],
         per_owner=per_owner,
         forgeries=forgeries,
         seed=seed,
         cache_dir=data,
     )
     _log(
-        f"specimens in {data}: {owners} authorities x ({per_owner} genuine + {forgeries} forged), "
+        f"specimens in {data}: {owners} owners x ({per_owner} genuine + {forgeries} forged), "
         f"{time.perf_counter() - t0:.0f} s"
     )
 
 
-def _stamps(args: argparse.Namespace) -> int:
+def _items(kind: str, args: argparse.Namespace, heldout: float) -> list[Any]:
+    """The specimens to pair: the folder (rendered first with ``--render``) and, for signatures
+    with ``--real``, the real cross-media signatures; only held-out owners with ``--heldout-only``.
+
+    Raises:
+        DataError: nothing to calibrate on, or no held-out owner.
+    """
+    from similarity.data import DataError, heldout_fraction_of, load_signature_dataset, load_specimen_folder
+
+    items = []
+    if args.data is not None:
+        if args.render is not None:
+            _render(kind, args.data, args.render, args.render_seed)
+        items += load_specimen_folder(args.data, kind)
+    real = getattr(args, "real", None)
+    if real is not None:
+        items += load_signature_dataset(None if real is True else real)
+    if not items:
+        raise DataError("give --data (and/or --real for signatures)")
+    if args.heldout_only:
+
+        def key(item: Any) -> str:
+            return str(item.split_key) if item.dataset == "signatures-crossmedia" else f"{kind}:{item.owner}"
+
+        items = [it for it in items if heldout_fraction_of(key(it)) < heldout]
+        if not items:
+            raise DataError(
+                "no owner was held out of the network's training (owner folders must carry the training's ids, "
+                f"e.g. {_RENDER_PREFIX[kind]}00042); use --no-heldout-only for an archive the network never saw"
+            )
+    return items
+
+
+def _calibrate(kind: str, args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from similarity.aligned import SECTION, AlignedStampScorer
-    from similarity.data import DataError, heldout_fraction_of, load_specimen_folder
+    from similarity.data import DataError
     from similarity.embedder import Embedder
     from similarity.evaluation import (
-        aligned_calibration_check,
-        aligned_pair_scores,
-        aligned_report,
         cosine_pair_scores,
+        direct_calibration_check,
+        direct_pair_scores,
+        direct_report,
         owner_pairs,
-        pool_impostors,
+        pooled_impostors,
     )
-    from similarity.stamp_match import StampMatcher
+    from similarity.verifier import PairVerifier, default_matcher
     from vision.imageio import ImageDecodeError, read_image_file
     from vision.runtime.base import BackendError
 
@@ -167,27 +242,16 @@ def _stamps(args: argparse.Namespace) -> int:
         if args.refs < 1 or args.random_owners < 0 or args.band < 0:
             raise ValueError("need --refs >= 1, --random-owners >= 0 and --band >= 0")
         embedder, card = Embedder.from_card(model, threads=args.threads)
-        if args.render is not None:
-            _render(args.data, args.render, args.render_seed)
-        items = load_specimen_folder(args.data, "stamp")
         fraction = float(card.training.get("config", {}).get("heldout", 0.2))
-        if args.heldout_only:
-            items = [it for it in items if heldout_fraction_of(f"stamp:{it.owner}") < fraction]
-            if not items:
-                raise DataError(
-                    f"no owner of {args.data} was held out of {card.name}@{card.version}'s training (owner folders "
-                    "must carry the training's ids, e.g. SIM-AUTH-00042); use --no-heldout-only for an archive "
-                    "the network never saw"
-                )
+        items = _items(kind, args, fraction)
         protocol = owner_pairs(items, refs=args.refs, random_owners=args.random_owners, seed=args.seed)
         counts = protocol.counts()
         _log(
             f"{len(protocol.references)} owners, {len(protocol.pairs)} pairs ({counts}), "
-            f"{len(protocol.pairs) * args.refs} aligned comparisons"
+            f"{len(protocol.pairs) * args.refs} direct comparisons"
         )
-        aligned = aligned_pair_scores(
-            protocol, lambda i: read_image_file(items[i].source), StampMatcher(), progress=_log
-        )
+        matcher = default_matcher(kind)
+        scores = direct_pair_scores(protocol, lambda i: read_image_file(items[i].source), matcher, progress=_log)
         used = sorted({p.query for p in protocol.pairs} | {r for refs in protocol.references.values() for r in refs})
         vectors = np.concatenate(
             [
@@ -196,51 +260,61 @@ def _stamps(args: argparse.Namespace) -> int:
             ]
         )
         cosine = cosine_pair_scores(protocol, dict(zip(used, vectors, strict=True)))
-        s, cat, valid = aligned.similarity, protocol.categories(), aligned.valid
-        scorer = AlignedStampScorer.fit(
+        s, cat, valid = scores.similarity, protocol.categories(), scores.valid
+        verifier = PairVerifier.fit(
+            kind,
             s[valid & (cat == "genuine")],
-            pool_impostors([s[valid & (cat == "skilled")], s[valid & (cat == "random")]], args.seed),
+            pooled_impostors(s, cat, valid, args.seed),
+            matcher=matcher,
             band=args.band,
             far=args.far,
         )
-        check = aligned_calibration_check(protocol, s, band=args.band, far=args.far, seed=args.seed)
+        check = direct_calibration_check(kind, protocol, s, band=args.band, far=args.far, seed=args.seed)
     except (DataError, ImageDecodeError, OSError, ValueError, BackendError) as e:
         return fail(str(e), 2)
 
+    present = [c for c, n in counts.items() if n and c != "genuine"]
+    sources = [str(args.data)] if args.data is not None else []
+    if getattr(args, "real", None) is not None:
+        sources.append("signatures-crossmedia (real)")
     report: dict[str, Any] = {
         "command": command,
         "model": f"{card.name}@{card.version}",
         "model_sha256": card.sha256,
-        "data": str(args.data),
+        "data": sources,
         "protocol": (
             f"per owner the first {args.refs} genuine images by name are the registered specimens, the other genuine "
             f"images genuine queries, every forged image a skilled query, the genuine queries of {args.random_owners} "
-            "other owners (seeded draw) random impostors; score = best over the claimed owner's specimens"
+            f"owners of other groups random impostors and of {args.random_owners} owners of the same group (the same "
+            "name, real signatures) hard impostors, within one data set (seeded draws); score = best over the claimed "
+            "owner's specimens"
         ),
         "owners": len(protocol.references),
         "owner_selection": (
-            f"held out of the network's training: heldout_fraction_of('stamp:<owner>') < {fraction:g}"
+            f"held out of the network's training: heldout_fraction_of('{kind}:<owner>' or the real writer's key) "
+            f"< {fraction:g}"
             if args.heldout_only
-            else "every owner of the folder"
+            else "every owner"
         ),
-        "calibration_impostors": "skilled and random pooled at equal weight (each resampled to the larger count)",
-        "threshold": scorer.threshold,
-        **aligned_report(protocol, aligned, scorer, cosine),
+        "calibration_impostors": f"{', '.join(present)} pooled at equal weight (each resampled to the larger count)",
+        "threshold": verifier.threshold,
+        **direct_report(protocol, scores, verifier, cosine),
         "calibration_check": check,
         "seconds": round(time.perf_counter() - start, 1),
     }
     if args.write_card:
         try:
-            _write_card(model, scorer.to_dict() | {"calibration_impostors": ["skilled", "random"]}, report, SECTION)
+            _write_card(model, verifier, report, present)
         except (OSError, ValueError) as e:
             return fail(str(e), 2)
-        _log(f"wrote metrics.scoring.{SECTION} and metrics.heldout_aligned.stamp to {model}")
+        _log(f"wrote metrics.scoring.{verifier.section} and metrics.heldout_direct.{kind} to {model}")
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 
 
-def _write_card(path: Path, section: dict[str, Any], report: dict[str, Any], key: str) -> None:
-    """Store the scorer section and the report in the card at ``path``, keeping the rest intact.
+def _write_card(path: Path, verifier: Any, report: dict[str, Any], impostors: list[str]) -> None:
+    """Store the verifier's section (fitted against the ``impostors`` categories) and the report in
+    the card at ``path``, keeping the rest intact.
 
     The card is read again here (not the copy loaded before the minutes of scoring) and must still
     describe the model that was measured; it is written to a temporary file beside it and moved
@@ -250,7 +324,7 @@ def _write_card(path: Path, section: dict[str, Any], report: dict[str, Any], key
         ModelCardError: the card changed to another model file meanwhile, or is malformed.
         OSError: it cannot be written.
     """
-    from similarity.aligned import AlignedStampScorer
+    from similarity.verifier import verifiers_from_metrics
     from vision.modelcard import ModelCard, ModelCardError
 
     card = ModelCard.load(path)
@@ -259,9 +333,12 @@ def _write_card(path: Path, section: dict[str, Any], report: dict[str, Any], key
             f"{path} now describes a model with sha256 {card.sha256[:12]}..., not the one calibrated "
             f"({str(report['model_sha256'])[:12]}...): nothing written"
         )
-    card.metrics.setdefault("scoring", {})[key] = section
-    card.metrics.setdefault("heldout_aligned", {})["stamp"] = report
-    AlignedStampScorer.from_metrics(card.metrics)  # what the service will read must parse
+    section = verifier.to_dict() | {"calibration_impostors": impostors}
+    card.metrics.setdefault("scoring", {})[verifier.section] = section
+    card.metrics.setdefault("heldout_direct", {})[verifier.kind] = report
+    if verifier.kind == "stamp":
+        card.metrics.pop("heldout_aligned", None)  # its name before signatures were verified directly
+    verifiers_from_metrics(card.metrics)  # what the service will read must parse
     tmp = path.with_name(f".{path.name}.tmp")
     card.save(tmp)
     os.replace(tmp, path)

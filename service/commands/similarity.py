@@ -3,11 +3,12 @@
 Thin wrappers: argument parsing here, the work in :mod:`similarity`. torch is imported only by
 ``train similarity``; ``evaluate`` and ``compare`` run on ONNX Runtime.
 
-Stamps claimed for a named authority are verified the way the service verifies them: when the
-card has the aligned stamp section (``metrics.scoring.stamp_aligned``, written by ``customs-vision
-calibrate stamps``), ``compare --kind stamp`` scores with the aligned comparison
-(:class:`similarity.aligned.AlignedStampScorer`) and ``evaluate similarity --kind stamp`` reports
-it beside the embedding. Signatures, and cards without the section, use the embedding.
+A mark claimed for a named owner is verified the way the service verifies it: when the card has
+the direct verifier of the mark's kind (:func:`similarity.verifier.verifiers_from_metrics`:
+stamps by the aligned ink comparison, ``metrics.scoring.stamp_aligned``; signatures by the shape
+comparison, ``metrics.scoring.signature_shape``; written by ``customs-vision calibrate
+stamps|signatures``), ``compare --kind K`` scores with it and ``evaluate similarity --kind K``
+reports it in a ``"direct"`` block beside the embedding. Without that section the embedding scores.
 """
 
 from __future__ import annotations
@@ -26,23 +27,29 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from similarity.aligned import AlignedStampScorer
     from similarity.data import SpecimenItem
     from similarity.embedder import Embedder
     from similarity.scoring import Scorer
+    from similarity.verifier import PairVerifier
     from vision.modelcard import ModelCard
 
 KIND_CHOICES = ("signature", "stamp")
 
-#: Method names in the output, as the service names them on each match.
-ALIGNED, EMBEDDING = "aligned", "embedding"
+#: Method name in the output when the embedding scores (a direct verifier reports its own ``.method``).
+EMBEDDING = "embedding"
 
-#: What the service does with stamps when the card has the aligned section (for the reports).
-SERVICE_STAMPS = (
-    "aligned: a stamp's percentage and verdict against a named authority (1:1 verification, and each "
+#: What the service does with each kind when the card has its direct verifier (for the reports).
+SERVICE_USES = {
+    "stamp": "aligned: a stamp's percentage and verdict against a named authority (1:1 verification, and each "
     "candidate owner the embedding proposes) come from the aligned comparison calibrated in "
-    "metrics.scoring.stamp_aligned; the embedding finds the candidate owners and scores a crop without stamp ink"
-)
+    "metrics.scoring.stamp_aligned; the embedding finds the candidate owners and scores a crop without stamp ink",
+    "signature": "shape: a signature's percentage and verdict against a named writer (1:1 verification, and each "
+    "candidate owner the embedding proposes) come from the shape comparison calibrated in "
+    "metrics.scoring.signature_shape; the embedding finds the candidate owners and scores a crop without ink",
+}
+
+#: What a crop without ink lacks, per kind (error messages).
+_INK = {"stamp": "stamp ink", "signature": "ink"}
 
 
 def register(groups: CommandGroups) -> None:
@@ -108,9 +115,10 @@ def register(groups: CommandGroups) -> None:
         "similarity",
         help="measure the similarity model on <owner>/genuine|forged folders",
         description="The first K genuine images per owner (sorted by name) become the registered specimens, the "
-        "rest are questioned crops. Prints EER, ROC AUC, FAR at 1%% FRR and score distributions as JSON. For "
-        "stamps, when the card has the aligned stamp calibration, an 'aligned' block measures it too (1:1 against "
-        "the claimed owner; random impostors from --random-owners other owners).",
+        "rest are questioned crops. Prints EER, ROC AUC, FAR at 1%% FRR and score distributions as JSON. When the "
+        "card has the direct verifier of --kind (stamps: aligned comparison; signatures: shape comparison), a "
+        "'direct' block measures it too (1:1 against the claimed owner; random impostors from --random-owners "
+        "other owners).",
     )
     evaluate.add_argument("--kind", choices=KIND_CHOICES, required=True)
     evaluate.add_argument("--data", type=Path, required=True, help="folder of <owner>/genuine/* and <owner>/forged/*")
@@ -121,16 +129,17 @@ def register(groups: CommandGroups) -> None:
         "--random-owners",
         type=int,
         default=5,
-        help="stamps with the aligned section: other owners whose queries are each owner's random impostors "
-        "in the aligned block (default: 5)",
+        help="other owners whose queries are each owner's random impostors in the direct block, when the card "
+        "has the kind's verifier (default: 5)",
     )
     evaluate.set_defaults(func=_evaluate)
 
     compare = groups.root.add_parser(
         "compare",
         help="similarity of one stamp/signature crop with a specimen or a registered owner",
-        description="Prints the calibrated similarity percentage, the verdict and the method as JSON. Stamps are "
-        "compared by the aligned comparison when the card has its calibration, otherwise by the embedding.",
+        description="Prints the calibrated similarity percentage, the verdict and the method as JSON. A crop is "
+        "compared by the direct verifier of its kind when the card has its calibration (stamps: 'aligned'; "
+        "signatures: 'shape'), otherwise by the embedding.",
     )
     compare.add_argument("image", type=Path, help="the questioned crop")
     compare.add_argument("--kind", choices=KIND_CHOICES, required=True)
@@ -199,16 +208,16 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from similarity.aligned import AlignedStampScorer
     from similarity.data import DataError, load_specimen_folder
     from similarity.evaluation import reference_scores, report
     from similarity.scoring import ScoringError
+    from similarity.verifier import verifiers_from_metrics
     from vision.imageio import ImageDecodeError, read_image_file
     from vision.runtime.base import BackendError
 
     try:
         embedder, card, scorer = _load(args.model, args.kind, args.threads)
-        aligned = AlignedStampScorer.from_metrics(card.metrics) if args.kind == "stamp" else None
+        verifier = verifiers_from_metrics(card.metrics).get(args.kind)
         if args.random_owners < 0:
             raise ValueError("--random-owners must be >= 0")
         items = load_specimen_folder(args.data, args.kind)
@@ -219,7 +228,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ]
         embeddings = np.concatenate(chunks)
         scores = reference_scores(items, embeddings, refs=args.refs)
-        block = None if aligned is None else _aligned_block(items, embeddings, aligned, args.refs, args.random_owners)
+        block = None if verifier is None else _direct_block(items, embeddings, verifier, args.refs, args.random_owners)
     except (DataError, ScoringError, ImageDecodeError, OSError, ValueError, BackendError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -233,58 +242,59 @@ def _evaluate(args: argparse.Namespace) -> int:
         "images": len(items),
     } | report(scores, scorer)
     if block is not None:
-        out["service_uses_for_stamps"] = SERVICE_STAMPS
-        out["aligned"] = block
+        out[f"service_uses_for_{args.kind}s"] = SERVICE_USES[args.kind]
+        out["direct"] = block
     print(json.dumps(out, indent=2))
     return 0
 
 
-def _aligned_block(
+def _direct_block(
     items: Sequence[SpecimenItem],
     embeddings: npt.NDArray[np.float32],
-    aligned: AlignedStampScorer,
+    verifier: PairVerifier,
     refs: int,
     random_owners: int,
 ) -> dict[str, Any]:
-    """The aligned stamp verifier on the archive: 1:1 pairs (:func:`similarity.evaluation.owner_pairs`),
-    scored serially (~50 ms per comparison, progress on stderr), with the embedding on the same pairs."""
-    from similarity.evaluation import aligned_pair_scores, aligned_report, cosine_pair_scores, owner_pairs
+    """The card's direct verifier of the kind on the archive: 1:1 pairs
+    (:func:`similarity.evaluation.owner_pairs`), scored serially (a stamp ~50 ms per comparison,
+    progress on stderr), with the embedding on the same pairs."""
+    from similarity.evaluation import cosine_pair_scores, direct_pair_scores, direct_report, owner_pairs
     from vision.imageio import read_image_file
 
     protocol = owner_pairs(items, refs=refs, random_owners=random_owners, seed=0)
-    scores = aligned_pair_scores(
+    scores = direct_pair_scores(
         protocol,
         lambda i: read_image_file(items[i].source),
-        aligned.matcher,
+        verifier.matcher,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     cosine = cosine_pair_scores(protocol, dict(enumerate(embeddings)))
-    measured = aligned_report(protocol, scores, aligned, cosine)
+    measured = direct_report(protocol, scores, verifier, cosine)
     return {
-        "method": ALIGNED,
+        "method": verifier.method,
         "protocol": f"1:1 against the claimed owner: best over its first {refs} genuine images; genuine queries, "
         f"every forgery, and the genuine queries of {random_owners} other owners (seeded draw) as random impostors; "
         "'cnn_same_pairs' is the embedding's cosine on the same pairs",
         "pairs": measured["pairs"],
         "unscored_pairs": measured["unscored_pairs"],
         "blank_crops": measured["blank_crops"],
-        **measured["aligned"],
+        **measured["direct"],
         "cnn_same_pairs": measured["cnn"],
         "timing": measured["timing"],
     }
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from similarity.aligned import AlignedStampScorer
     from similarity.registry import SpecimenRegistry, UnknownOwnerError
+    from similarity.verifier import verifiers_from_metrics
     from vision.imageio import ImageDecodeError, read_image_file
     from vision.runtime.base import BackendError
 
     try:
         embedder, card, scorer = _load(args.model, args.kind, args.threads)
-        aligned = AlignedStampScorer.from_metrics(card.metrics) if args.kind == "stamp" else None
-        if aligned is not None:
-            return _compare_aligned(args, card, aligned, embedder.version)
+        verifier = verifiers_from_metrics(card.metrics).get(args.kind)
+        if verifier is not None:
+            return _compare_direct(args, card, verifier, embedder.version)
         query = embedder.embed_one(read_image_file(args.image))
         out: dict[str, Any] = {
             "model": f"{card.name}@{card.version}",
@@ -318,38 +328,40 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_aligned(args: argparse.Namespace, card: ModelCard, aligned: AlignedStampScorer, model_version: str) -> int:
-    """``compare --kind stamp`` with the card's aligned verifier: the crop against the specimen file
-    or against each stamp specimen of the owner (a specimen without stamp ink is skipped, as the
-    service skips it); the best specimen gives the percentage and the verdict.
+def _compare_direct(args: argparse.Namespace, card: ModelCard, verifier: PairVerifier, model_version: str) -> int:
+    """``compare`` with the card's direct verifier of ``args.kind``: the crop against the specimen
+    file or against each specimen of that kind of the owner (a specimen without ink is skipped, as
+    the service skips it); the best specimen gives the percentage and the verdict.
 
     Raises:
         OSError, ImageDecodeError, ValueError (unknown owner, unusable crop), BackendError: the
         caller turns these into exit code 2.
     """
+    from similarity.pairwise import BlankCropError
     from similarity.registry import SpecimenRegistry, UnknownOwnerError
-    from similarity.stamp_match import BlankCropError
+    from similarity.stamp_match import StampMatchFeatures
     from vision.imageio import read_image_file
 
+    kind, ink = args.kind, _INK[args.kind]
     try:
-        query = aligned.prepare(read_image_file(args.image))
+        query = verifier.prepare(read_image_file(args.image))
     except BlankCropError:
         return fail(
-            f"no stamp ink found in {args.image}: the crop cannot be aligned with a specimen "
+            f"no {ink} found in {args.image}: the crop cannot be compared with a specimen "
             "(an empty or mis-placed detector box?)",
             2,
         )
     out: dict[str, Any] = {
         "model": f"{card.name}@{card.version}",
-        "kind": args.kind,
-        "method": ALIGNED,
+        "kind": kind,
+        "method": verifier.method,
         "image": str(args.image),
     }
     if args.specimen is not None:
         try:
-            specimens = [(str(args.specimen), "", aligned.prepare(read_image_file(args.specimen)))]
+            specimens = [(str(args.specimen), "", verifier.prepare(read_image_file(args.specimen)))]
         except BlankCropError:
-            return fail(f"no stamp ink found in the specimen {args.specimen}: it cannot be compared", 2)
+            return fail(f"no {ink} found in the specimen {args.specimen}: it cannot be compared", 2)
         out["specimen"] = str(args.specimen)
     else:
         from service.settings import Settings
@@ -357,37 +369,36 @@ def _compare_aligned(args: argparse.Namespace, card: ModelCard, aligned: Aligned
         registry = SpecimenRegistry.from_url(Settings().sqlalchemy_url, model_version=model_version)
         specimens, skipped = [], []
         try:
-            infos = registry.specimens(owner=args.owner, kind="stamp")
+            infos = registry.specimens(owner=args.owner, kind=kind)
             if not infos:
-                raise UnknownOwnerError(f"no stamp specimen is registered for owner {args.owner!r}")
+                raise UnknownOwnerError(f"no {kind} specimen is registered for owner {args.owner!r}")
             for info in infos:
                 try:
-                    specimens.append((info.id, info.label, aligned.prepare(registry.image(info.id))))
+                    specimens.append((info.id, info.label, verifier.prepare(registry.image(info.id))))
                 except BlankCropError:
                     skipped.append(info.id)
         finally:
             registry.close()
         if not specimens:
-            return fail(f"none of {args.owner!r}'s stamp specimens holds stamp ink: nothing to compare with", 2)
+            return fail(f"none of {args.owner!r}'s {kind} specimens holds {ink}: nothing to compare with", 2)
         out["owner"] = args.owner
         if skipped:
             out["skipped_specimens"] = skipped
-    results = [(sid, label, aligned.score(query, [prepared])) for sid, label, prepared in specimens]
+    results = [(sid, label, verifier.score(query, [prepared])) for sid, label, prepared in specimens]
     results.sort(key=lambda r: -r[2].features.similarity)
     if args.owner is not None:
         out["specimens"] = [{"specimen_id": sid, "label": label, "similarity": r.percent} for sid, label, r in results]
     best = results[0][2]
-    out |= {
-        "similarity": best.percent,
-        "verdict": best.verdict,
-        "threshold": aligned.threshold,
-        "band": aligned.band,
-        "stamp_match": {
-            "score": round(best.features.similarity, 6),
-            "angle_deg": round(best.features.angle_deg, 2),
-            "scale": round(best.features.scale, 4),
-        },
-    }
+    out |= {"similarity": best.percent, "verdict": best.verdict, "threshold": verifier.threshold, "band": verifier.band}
+    features = best.features
+    if isinstance(features, StampMatchFeatures):
+        out["stamp_match"] = {
+            "score": round(features.similarity, 6),
+            "angle_deg": round(features.angle_deg, 2),
+            "scale": round(features.scale, 4),
+        }
+    else:
+        out[f"{kind}_match"] = {"score": round(features.similarity, 6)}
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 

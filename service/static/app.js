@@ -22,6 +22,8 @@
   const KEY_STORAGE = "customs-vision.api-key";
   /** Margin around a box when cutting a mark out, as a fraction of its size (as the service does). */
   const CROP_PAD = 0.08;
+  /** How a similarity was scored (MatchOut.method in the API). */
+  const METHOD_NAMES = { aligned: "aligned comparison", shape: "shape comparison", embedding: "embedding" };
   /** Specimens shown at once; more are reachable by filtering. */
   const MAX_SPECIMEN_ROWS = 100;
   /** Box colours by class id: distinct, and readable on both white paper and grey X-ray scans. */
@@ -525,7 +527,7 @@
         el(
           "span",
           { className: "hint" },
-          ` threshold ${pct(best.threshold)} · ${best.method === "aligned" ? "aligned comparison" : "embedding"}`,
+          ` threshold ${pct(best.threshold)} · ${METHOD_NAMES[best.method] || "embedding"}`,
         ),
       ),
     );

@@ -133,7 +133,7 @@ def write_document_model(models_dir: Path) -> Path:
     return write_detector(models_dir, "document", DOCUMENT_CLASSES, rows)
 
 
-#: An aligned stamp section (``similarity.aligned``) with the identity calibration: percent = 100 * s.
+#: An aligned stamp section (``similarity.verifier``) with the identity calibration: percent = 100 * s.
 ALIGNED_SCORING = {
     "weights": None,
     "use_scale": False,

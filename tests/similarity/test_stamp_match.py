@@ -10,10 +10,12 @@ import pytest
 
 from detectors.synth.fonts import FontNotFoundError, default_catalog
 from detectors.synth.stamps import ForgeryKind, ImpressionCondition, StampDesign, forge, render_impression
+from similarity import stamp_match
+from similarity.pairwise import BlankCropError, PairMatchError
 from similarity.stamp_match import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
-    BlankCropError,
+    BlankStampError,
     StampMatcher,
     StampMatchError,
     align,
@@ -110,19 +112,24 @@ def test_features_vector_follows_feature_names():
         (np.zeros((8, 200, 3), np.uint8), StampMatchError),
         (np.zeros((64, 64), np.uint8), StampMatchError),
         (np.zeros((64, 64, 3), np.float32), StampMatchError),
-        (np.full((64, 64, 3), 245, np.uint8), BlankCropError),
-        (np.random.default_rng(0).integers(240, 250, (80, 80, 3)).astype(np.uint8), BlankCropError),
+        (np.full((64, 64, 3), 245, np.uint8), BlankStampError),
+        (np.random.default_rng(0).integers(240, 250, (80, 80, 3)).astype(np.uint8), BlankStampError),
     ],
 )
 def test_bad_crops_raise_a_clear_error(crop: np.ndarray, error: type[Exception]):
     with pytest.raises(error):
         ink_map(crop)
-    with pytest.raises(error):
+    with pytest.raises(error) as raised:
         StampMatcher().prepare(crop)
+    # Callers skip blank crops of any kind (BlankCropError) but must not skip a malformed array.
+    assert isinstance(raised.value, BlankCropError) == (error is BlankStampError)
 
 
-def test_blank_is_a_stamp_match_error_and_value_error():
-    assert issubclass(BlankCropError, StampMatchError) and issubclass(StampMatchError, ValueError)
+def test_blank_is_a_stamp_match_error_and_a_blank_crop_of_any_kind():
+    assert issubclass(BlankStampError, StampMatchError) and issubclass(BlankStampError, BlankCropError)
+    assert issubclass(StampMatchError, PairMatchError) and issubclass(StampMatchError, ValueError)
+    assert not issubclass(StampMatchError, BlankCropError)  # a malformed crop is not a blank one
+    assert stamp_match.BlankCropError is BlankCropError  # the old name still importable from here
 
 
 def test_verify_needs_specimens_and_weights_are_checked():

@@ -1,12 +1,14 @@
-"""Stamps verified by the aligned comparison through the API (``similarity.aligned``).
+"""Marks verified by their direct comparison through the API (:mod:`similarity.verifier`).
 
-The similarity card of these tests carries a ``stamp_aligned`` section with the identity calibration
-(percent = 100 x the combined stamp-match score), so the percentages below are the aligned
-comparison's own. Stamps are rendered by the project's generator at scan resolution.
+The similarity card of these tests carries a ``stamp_aligned`` section, and for the signature tests
+a ``signature_shape`` section too, each with the identity calibration (percent = 100 x the combined
+score), so the percentages below are the comparisons' own. Stamps and signatures are rendered by
+the project's generators at scan resolution.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from detectors.synth.doc_specimens import render_specimen
 from detectors.synth.fonts import FontNotFoundError, default_catalog
 from detectors.synth.stamps import ForgeryKind, ImpressionCondition, StampDesign, forge, render_impression
 from tests.service.conftest import Service, running_service
@@ -58,6 +61,34 @@ def aligned_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
     write_similarity_model(models, aligned=True)
     with running_service(tmp_path_factory.mktemp("var"), models) as svc:
         yield svc
+
+
+#: A ``signature_shape`` section with the identity calibration (the default shape weights).
+SHAPE_SCORING = {
+    "weights": None,
+    "calibration": {"method": "platt", "slope": 1.0, "intercept": 0.0, "prior": 0.5},
+    "decision": {"threshold": 50.0, "band": 5.0, "basis": "test"},
+}
+
+
+@pytest.fixture(scope="module")
+def direct_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A service whose similarity card verifies stamps (aligned) and signatures (shape) directly."""
+    models = tmp_path_factory.mktemp("models-direct")
+    write_xray_model(models)
+    write_document_model(models)
+    card = write_similarity_model(models, aligned=True)
+    data = json.loads(card.read_text())
+    data["metrics"]["scoring"]["signature_shape"] = SHAPE_SCORING
+    card.write_text(json.dumps(data))
+    with running_service(tmp_path_factory.mktemp("var"), models) as svc:
+        yield svc
+
+
+def _signature(writer: str, seed: int, forgery: str | None = None) -> np.ndarray:
+    """A scanned signature crop of ``writer`` (``forgery``: None, "skilled" or "random")."""
+    crop, _ = render_specimen("signature", writer, forgery, np.random.default_rng(seed))
+    return crop
 
 
 def _post(service: Service, route: str, role: str, pixels: np.ndarray, **data: Any) -> Any:
@@ -123,6 +154,44 @@ def test_signatures_and_document_matches_say_how_they_were_scored(aligned_servic
     for m in body["matches"]:
         if m["kind"] == "signature":
             assert m["method"] == "embedding"
+
+
+def test_a_signature_is_verified_by_shape_against_the_claimed_writer(direct_service: Service) -> None:
+    for seed in (1, 2):
+        r = _post(direct_service, "/v1/specimens", "admin", _signature("W-00011", seed), kind="signature", owner="W-11")
+        assert r.status_code == 201, r.text
+    own = [_post(direct_service, "/v1/compare", "clerk", _signature("W-00011", s), kind="signature", owner="W-11")
+           for s in (3, 4, 5)]  # fmt: skip
+    others = [
+        _post(direct_service, "/v1/compare", "clerk", _signature(w, 3), kind="signature", owner="W-11")
+        for w in ("W-00012", "W-00013", "W-00014")
+    ]
+    for r in own + others:
+        assert r.status_code == 200, r.text
+        assert r.json()["method"] == "shape"
+        assert len(r.json()["per_specimen"]) == 2
+    assert np.mean([r.json()["similarity"] for r in own]) > np.mean([r.json()["similarity"] for r in others])
+
+
+def test_a_blank_signature_specimen_is_refused_and_a_blank_query_falls_back(direct_service: Service) -> None:
+    paper = np.full((90, 240, 3), 246, np.uint8)
+    r = _post(direct_service, "/v1/specimens", "admin", paper, kind="signature", owner="W-BLANK")
+    assert r.status_code == 422 and r.json()["error"] == "blank_specimen", r.text
+    assert "signature specimen" in r.json()["detail"]
+
+    assert _post(direct_service, "/v1/specimens", "admin", _signature("W-00021", 1), kind="signature", owner="W-21")
+    r = _post(direct_service, "/v1/compare", "clerk", paper, kind="signature", owner="W-21")
+    assert r.status_code == 200, r.text
+    assert r.json()["method"] == "embedding"
+
+
+def test_document_signatures_are_matched_by_shape(direct_service: Service) -> None:
+    ink = scribble(seed=41)
+    assert _post(direct_service, "/v1/specimens", "admin", ink, kind="signature", owner="W-S").status_code == 201
+    body = _post(direct_service, "/v1/documents/inspect", "scanner", document_page(seed=3), owner="W-S").json()
+    signatures = [m for m in body["matches"] if m["kind"] == "signature"]
+    assert signatures, body
+    assert {m["method"] for m in signatures} == {"shape"}
 
 
 def test_reports_stored_before_the_method_field_still_read(tmp_path: Path) -> None:

@@ -1,0 +1,282 @@
+"""Signature comparison by shape descriptors: writers told apart, invariances, input validation, weights."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from similarity.data import SpecimenItem, render_specimen_items
+from similarity.pairwise import BlankCropError, PairMatchError
+from similarity.scoring import verification_metrics
+from similarity.signature_match import (
+    DEFAULT_WEIGHTS,
+    FEATURE_NAMES,
+    BlankSignatureError,
+    PreparedSignature,
+    SignatureMatcher,
+    SignatureMatchError,
+    describe,
+    distances,
+    fit_weights,
+    signature_ink,
+)
+from similarity.stamp_match import StampMatchError
+
+WRITERS = 10
+
+
+@pytest.fixture(scope="module")
+def writers() -> dict[str, list[SpecimenItem]]:
+    """Ten synthetic writers (the training's renders: signature on paper, scanned, cropped with
+    detector-like slack): three genuine signatures and one skilled forgery each, by owner."""
+    items = render_specimen_items(
+        "signature", [f"test-writer-{i}" for i in range(WRITERS)], per_owner=3, forgeries=1, seed=0
+    )
+    out: dict[str, list[SpecimenItem]] = {}
+    for it in items:
+        out.setdefault(it.owner, []).append(it)
+    return out
+
+
+def _genuine(writers: dict[str, list[SpecimenItem]]) -> dict[str, list[np.ndarray]]:
+    return {o: [it.image() for it in its if it.genuine] for o, its in writers.items()}
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _zoom_and_pad(crop: np.ndarray) -> np.ndarray:
+    """The same signature scanned at twice the resolution inside a larger, lopsided white box."""
+    big = cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    return cv2.copyMakeBorder(big, 10, 90, 150, 20, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+
+
+# ------------------------------------------------------------------------------ telling writers apart
+
+
+def test_genuine_pairs_of_a_writer_score_above_pairs_of_two_writers(writers):
+    genuine = _genuine(writers)
+    assert len(genuine) == WRITERS and all(len(v) == 3 for v in genuine.values())
+    matcher = SignatureMatcher()
+    prepared = {o: [matcher.prepare(c) for c in crops] for o, crops in genuine.items()}
+    same = [matcher.compare(a, b).similarity for p in prepared.values() for a, b in itertools.combinations(p, 2)]
+    other = [
+        matcher.compare(prepared[a][0], prepared[b][1]).similarity
+        for a, b in itertools.permutations(sorted(prepared), 2)
+    ]
+    metrics = verification_metrics(np.array(same), np.array(other))
+    assert metrics.auc >= 0.95 and metrics.eer < 0.15, metrics
+    assert np.mean(same) - np.mean(other) > 0.5
+    # 1:N over the writers: each third signature is most like its own writer's first two.
+    hits = sum(
+        max(prepared, key=lambda o: matcher.verify(prepared[owner][2], prepared[o][:2]).similarity) == owner
+        for owner in prepared
+    )
+    assert hits >= WRITERS - 1
+
+
+def test_a_skilled_forgery_looks_more_like_the_writer_than_another_writer_does(writers):
+    matcher = SignatureMatcher()
+    owners = sorted(writers)
+    skilled, other = [], []
+    for n, owner in enumerate(owners):
+        refs = [it.image() for it in writers[owner] if it.genuine][:2]
+        forged = next(it.image() for it in writers[owner] if not it.genuine)
+        stranger = [it.image() for it in writers[owners[(n + 1) % len(owners)]] if it.genuine][2]
+        skilled.append(matcher.verify(forged, refs).similarity)
+        other.append(matcher.verify(stranger, refs).similarity)
+    assert np.mean(skilled) > np.mean(other) + 0.2
+
+
+def test_an_identical_crop_has_zero_distances_and_the_highest_similarity(writers):
+    matcher = SignatureMatcher()
+    crops = [it.image() for its in writers.values() for it in its]
+    prepared = [matcher.prepare(c) for c in crops]
+    same = matcher.compare(crops[0], crops[0])
+    np.testing.assert_allclose(same.vector(), 0.0, atol=1e-5)
+    assert same.similarity == pytest.approx(_sigmoid(DEFAULT_WEIGHTS["intercept"]))
+    others = [matcher.compare(prepared[0], p).similarity for p in prepared[1:]]
+    assert same.similarity >= max(others)
+
+
+def test_prepared_and_raw_crops_compare_the_same(writers):
+    a, b = _genuine(writers)["signature:test-writer-0"][:2]
+    matcher = SignatureMatcher()
+    pa, pb = matcher.prepare(a), matcher.prepare(b)
+    assert isinstance(pa, PreparedSignature)
+    assert matcher.compare(a, b) == matcher.compare(pa, pb) == matcher.compare(pa, b)
+    feats = matcher.compare(pa, pb)
+    assert feats == matcher.compare(pb, pa)  # every distance is symmetric
+    assert feats.vector() == pytest.approx(distances(pa, pb).vector())
+    assert np.isnan(distances(pa, pb).similarity)
+
+
+# ----------------------------------------------------------------------------------------- invariances
+
+
+def test_resolution_and_detector_slack_change_little(writers):
+    """The descriptors work on the ink box: twice the scan resolution inside a lopsided white
+    margin is nearly the same signature."""
+    matcher = SignatureMatcher()
+    deltas = []
+    for crops in _genuine(writers).values():
+        moved = matcher.compare(crops[0], _zoom_and_pad(crops[0]))
+        assert moved.similarity > 0.97 and moved.aspect_diff < 0.06, moved
+        for a, b in itertools.combinations(crops, 2):
+            deltas.append(abs(matcher.compare(a, b).similarity - matcher.compare(_zoom_and_pad(a), b).similarity))
+    assert np.mean(deltas) < 0.04 and max(deltas) < 0.2
+
+
+def test_a_speck_far_from_the_signature_does_not_move_the_ink_box(writers):
+    crop = _genuine(writers)["signature:test-writer-1"][0]
+    paper = tuple(int(v) for v in np.median(crop.reshape(-1, 3), axis=0))
+    wide = cv2.copyMakeBorder(crop, 0, 0, 0, 80, cv2.BORDER_CONSTANT, value=paper)
+    box = signature_ink(wide).shape
+    assert abs(box[1] - signature_ink(crop).shape[1]) <= 2  # the paper added is not ink
+    specked = wide.copy()
+    specked[5:7, -4:-2] = 0
+    assert abs(signature_ink(specked).shape[1] - box[1]) <= 8  # not stretched ~80 px out to the speck
+    level = signature_ink(specked)
+    assert level.dtype == np.float32 and level.min() >= 0.0 and level.max() == 1.0
+
+
+# ---------------------------------------------------------------------------------------- bad crops
+
+
+def _few_ink_pixels() -> np.ndarray:
+    crop = np.full((40, 40, 3), 250, np.uint8)
+    crop[10:15, 10:15] = 0  # contrasty, but 25 ink pixels only
+    return crop
+
+
+@pytest.mark.parametrize(
+    ("crop", "error", "message"),
+    [
+        (np.zeros((0, 0, 3), np.uint8), SignatureMatchError, "smaller"),
+        (np.zeros((5, 200, 3), np.uint8), SignatureMatchError, "smaller"),
+        (np.zeros((64, 64), np.uint8), SignatureMatchError, "RGB"),
+        (np.zeros((64, 64, 4), np.uint8), SignatureMatchError, "RGB"),
+        (np.zeros((64, 64, 3), np.float32), SignatureMatchError, "uint8"),
+        (np.zeros((64, 64, 3), np.int64).tolist(), SignatureMatchError, "uint8"),
+        (np.full((64, 64, 3), 245, np.uint8), BlankSignatureError, "grey levels"),
+        (np.random.default_rng(0).integers(235, 250, (80, 80, 3)).astype(np.uint8), BlankSignatureError, "grey"),
+        (_few_ink_pixels(), BlankSignatureError, "25 ink pixels"),
+    ],
+    ids=["empty", "too-thin", "grey", "rgba", "float", "list", "white", "paper-noise", "few-ink-pixels"],
+)
+def test_bad_crops_raise_a_clear_error(crop, error, message):
+    matcher = SignatureMatcher()
+    with pytest.raises(error, match=message):
+        describe(crop)
+    with pytest.raises(error, match=message):
+        matcher.prepare(crop)
+    with pytest.raises(error, match=message):
+        matcher.compare(crop, np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(error, match=message):
+        matcher.verify(crop, [np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_the_errors_are_pair_match_errors_of_the_signature_kind():
+    assert issubclass(BlankSignatureError, SignatureMatchError) and issubclass(BlankSignatureError, BlankCropError)
+    assert issubclass(BlankSignatureError, PairMatchError) and issubclass(SignatureMatchError, ValueError)
+    # A stamp's handler does not swallow signature errors.
+    assert not issubclass(SignatureMatchError, StampMatchError) and not issubclass(StampMatchError, SignatureMatchError)
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+
+def test_the_combined_score_is_the_logistic_of_the_weighted_distances(writers):
+    a, b = _genuine(writers)["signature:test-writer-2"][:2]
+    zero = dict.fromkeys((*FEATURE_NAMES, "intercept"), 0.0)
+    assert SignatureMatcher(weights=zero).compare(a, b).similarity == 0.5
+    hog_only = SignatureMatcher(weights=zero | {"hog_dist": -10.0, "intercept": 2.0})
+    feats = hog_only.compare(a, b)
+    assert feats.hog_dist > 0.0 and feats.similarity == pytest.approx(_sigmoid(2.0 - 10.0 * feats.hog_dist))
+    default = SignatureMatcher().compare(a, b)
+    z = float(default.vector() @ np.array([DEFAULT_WEIGHTS[n] for n in FEATURE_NAMES])) + DEFAULT_WEIGHTS["intercept"]
+    assert default.similarity == pytest.approx(_sigmoid(z))
+    assert SignatureMatcher().weights == DEFAULT_WEIGHTS and SignatureMatcher().weights is not DEFAULT_WEIGHTS
+
+
+def test_weights_are_checked():
+    with pytest.raises(SignatureMatchError, match="lack"):
+        SignatureMatcher(weights={"hog_dist": -1.0, "intercept": 0.0})
+    with pytest.raises(SignatureMatchError, match="intercept"):
+        SignatureMatcher(weights={k: v for k, v in DEFAULT_WEIGHTS.items() if k != "intercept"})
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(SignatureMatchError, match="finite"):
+            SignatureMatcher(weights={**DEFAULT_WEIGHTS, "grid_dist": bad})
+    with pytest.raises(ValueError):
+        SignatureMatcher(weights={**DEFAULT_WEIGHTS, "grid_dist": "heavy"})
+
+
+def _separable(n_genuine: int, n_impostor: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Distances where only ``hog_dist`` tells the classes apart (small for genuine pairs)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, size=(n_genuine + n_impostor, len(FEATURE_NAMES)))
+    genuine = np.arange(x.shape[0]) < n_genuine
+    k = FEATURE_NAMES.index("hog_dist")
+    x[:, k] = np.where(genuine, rng.uniform(0.0, 0.2, x.shape[0]), rng.uniform(0.3, 0.6, x.shape[0]))
+    return x, genuine
+
+
+@pytest.mark.parametrize(("n_genuine", "n_impostor"), [(200, 200), (40, 400)])
+def test_fit_weights_finds_the_telling_distance_and_separates_the_classes(n_genuine, n_impostor):
+    x, genuine = _separable(n_genuine, n_impostor)
+    weights = fit_weights(x, genuine)
+    assert set(weights) == {*FEATURE_NAMES, "intercept"}
+    k = FEATURE_NAMES.index("hog_dist")
+    assert weights["hog_dist"] < 0.0
+    spread = x.std(axis=0)
+    standardised = {n: abs(weights[n]) * spread[i] for i, n in enumerate(FEATURE_NAMES)}
+    assert max(standardised, key=standardised.__getitem__) == "hog_dist"
+    # Classes weighted 1:1: the decision at 0.5 falls between them even when impostors outnumber 10:1.
+    z = x @ np.array([weights[n] for n in FEATURE_NAMES]) + weights["intercept"]
+    assert (z[genuine] > 0).mean() > 0.97 and (z[~genuine] < 0).mean() > 0.97
+    assert np.all(x[genuine, k] < 0.2)  # the data are what the test says
+    SignatureMatcher(weights=weights)  # usable as a matcher's weights
+
+
+def test_fit_weights_refuses_one_class_and_wrong_shapes():
+    x, genuine = _separable(20, 20)
+    with pytest.raises(SignatureMatchError, match="both"):
+        fit_weights(x, np.ones(40, dtype=bool))
+    with pytest.raises(SignatureMatchError, match="both"):
+        fit_weights(x, np.zeros(40, dtype=bool))
+    with pytest.raises(SignatureMatchError, match="features"):
+        fit_weights(x[:, :4], genuine)
+    with pytest.raises(SignatureMatchError, match="features"):
+        fit_weights(x, genuine[:-1])
+    with pytest.raises(SignatureMatchError, match="features"):
+        fit_weights(x[0], genuine[:1])
+
+
+# ------------------------------------------------------------------------------------------- verify
+
+
+def test_verify_keeps_the_most_similar_specimen(writers):
+    genuine = _genuine(writers)
+    own = genuine["signature:test-writer-3"]
+    strangers = [genuine["signature:test-writer-4"][0], genuine["signature:test-writer-5"][0]]
+    matcher = SignatureMatcher()
+    specimens = [strangers[0], matcher.prepare(own[0]), strangers[1]]
+    best = matcher.verify(own[2], specimens)
+    each = [matcher.compare(own[2], s) for s in specimens]
+    assert best == each[1] and best.similarity == max(r.similarity for r in each)
+    assert matcher.verify(own[2], strangers).similarity < best.similarity
+
+
+def test_verify_needs_a_specimen_and_an_inked_query(writers):
+    crop = _genuine(writers)["signature:test-writer-0"][0]
+    with pytest.raises(SignatureMatchError, match="at least one"):
+        SignatureMatcher().verify(crop, [])
+    with pytest.raises(BlankSignatureError):
+        SignatureMatcher().verify(np.full((60, 120, 3), 250, np.uint8), [crop])
+    with pytest.raises(BlankSignatureError):
+        SignatureMatcher().verify(crop, [crop, np.full((60, 120, 3), 250, np.uint8)])
