@@ -11,7 +11,7 @@ decided by comparing the crop directly with the owner's registered specimens
   0.13 to 0.09 (``metrics.heldout_direct.stamp`` of ``models/similarity.json``).
 * **signatures** (method ``"shape"``): :mod:`similarity.signature_match` compares gradient-
   orientation shape descriptors. On real signatures of held-out writers, the same name signed by
-  another writer falls from 0.30 to 0.17 EER (``metrics.heldout_direct.signature``).
+  another writer falls from 0.29 to 0.14 EER (``metrics.heldout_direct.signature``).
 
 :class:`PairVerifier` holds one such comparison with the calibration and decision policy of its
 kind: :meth:`PairVerifier.score` compares a crop with the owner's specimens (the best specimen
@@ -27,7 +27,7 @@ A crop in which no ink is found (:class:`~similarity.pairwise.BlankCropError`) c
 the caller decides what to do (the service answers with the embedding's score for that mark and
 says which method scored it).
 
-Cost per specimen on one CPU core: stamps ~50 ms, signatures well under 1 ms. Prepared specimens
+Cost per specimen on one CPU core: stamps ~50 ms, signatures ~3 ms. Prepared specimens
 are cached by id (:class:`PreparedCache`).
 """
 
