@@ -18,6 +18,12 @@ Two kinds of data set:
 * the **real** X-ray scans' held-out ``test`` split (see :func:`detectors.datasets.real_split`):
   class-agnostic metrics, because the real labels are unnamed bladed-item ids all mapped to
   ``"knife"`` and a model boxing a real knife as ``scissors_blade`` still found it.
+
+Either set can be shown to the model through another display (:data:`VIEWS`, ``--view``): grey
+(a single-energy scanner), grey inverted (the negative operators switch to), or the colours with
+their hue rotated by +/-25 degrees (a proxy for another vendor's colour map). The block records the
+view's description as ``view``, and the CLI stores it under the default key plus
+:func:`view_key_suffix` (``real_test_greyscale``, ``real_test_hue_plus25``, ...).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shlex
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +375,97 @@ def synthetic_breakdowns(
     }
 
 
+def as_scanned(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The image unchanged (the display the scans were exported from)."""
+    return image
+
+
+def as_greyscale(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """An RGB image as its ITU-R 601 luma in three identical channels (what a grey display shows)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def as_inverted_greyscale(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``255 - luma`` in three identical channels: the negative grey display (dense objects bright)."""
+    return 255 - as_greyscale(image)
+
+
+def rotate_hue(image: npt.NDArray[np.uint8], degrees: float) -> npt.NDArray[np.uint8]:
+    """An RGB image with its HSV hue rotated by ``degrees`` (wrapping around 360), saturation and value kept.
+
+    The rotation is done in OpenCV's floating-point HSV, whose hue is in degrees: the 8-bit one
+    counts hue in units of 2 degrees and would round 25 degrees to 24 or 26. Per pixel the largest
+    and smallest channels (value and ``value * (1 - saturation)``) come back unchanged up to
+    rounding to 8 bits; only the middle channel and the order of the channels change.
+    """
+    hsv = cv2.cvtColor(image.astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2HSV)
+    hue = np.mod(hsv[..., 0] + np.float32(degrees), np.float32(360.0))
+    hsv[..., 0] = np.where(hue >= 360.0, hue - 360.0, hue)  # float32 mod can round up to 360
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class View:
+    """A display the model is shown each image through (see :data:`VIEWS`).
+
+    Attributes:
+        description: one line, recorded as the metrics block's ``view``.
+        transform: ``(H, W, 3)`` uint8 RGB -> ``(H, W, 3)`` uint8 RGB, applied before the detector.
+    """
+
+    description: str
+    transform: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]]
+
+
+#: The displays :func:`evaluate_detector` can show the model (``customs-vision evaluate --view``).
+#: The X-ray model meets scans of other vendors (other colour palettes) and of single-energy
+#: scanners (grey, often inverted); these views measure its robustness to that. The descriptions
+#: of ``scanned`` and ``grey`` are those of cards measured before the registry existed.
+VIEWS: dict[str, View] = {
+    "scanned": View("as scanned", as_scanned),
+    "grey": View("greyscale (luma)", as_greyscale),
+    "grey-inverted": View("greyscale inverted (255 - luma)", as_inverted_greyscale),
+    "hue+25": View("hue rotated by +25 degrees (HSV)", partial(rotate_hue, degrees=25.0)),
+    "hue-25": View("hue rotated by -25 degrees (HSV)", partial(rotate_hue, degrees=-25.0)),
+}
+#: The view of an evaluation that names none.
+DEFAULT_VIEW = "scanned"
+#: Card key suffixes that predate :func:`view_key_suffix`'s rule, kept so that older keys keep their names.
+_LEGACY_KEY_SUFFIXES = {"scanned": "", "grey": "_greyscale"}
+
+
+def check_view(view: str) -> View:
+    """The :data:`VIEWS` entry called ``view``.
+
+    Raises:
+        ValueError: there is no such view (the message lists them).
+    """
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
+    return VIEWS[view]
+
+
+def view_key_suffix(view: str) -> str:
+    """What a view appends to a metrics key in the card (``real_test`` + suffix).
+
+    ``scanned`` appends nothing and ``grey`` ``_greyscale`` (the keys cards already use); any other
+    view appends ``_`` and its name with a sign before a digit spelled out (``+`` -> ``_plus``,
+    ``-`` -> ``_minus``) and every other character outside ``[a-z0-9_]`` replaced by ``_``:
+    ``hue+25`` -> ``_hue_plus25``, ``hue-25`` -> ``_hue_minus25``, ``grey-inverted`` ->
+    ``_grey_inverted``.
+
+    Raises:
+        ValueError: there is no such view.
+    """
+    check_view(view)
+    if view in _LEGACY_KEY_SUFFIXES:
+        return _LEGACY_KEY_SUFFIXES[view]
+    signs = re.sub(r"[+-](?=[0-9])", lambda m: "_plus" if m.group() == "+" else "_minus", view.lower())
+    return "_" + re.sub(r"[^a-z0-9_]", "_", signs)
+
+
 def evaluate_detector(
     card_path: str | Path,
     dataset: str | Path,
@@ -378,7 +477,7 @@ def evaluate_detector(
     batch_size: int = 8,
     limit: int | None = None,
     breakdowns: Sequence[Breakdown] = BREAKDOWNS,
-    greyscale: bool = False,
+    view: str = DEFAULT_VIEW,
     command: str = "",
 ) -> dict[str, Any]:
     """Measure the model of a card on a labelled set and return a metrics block for the card.
@@ -394,10 +493,11 @@ def evaluate_detector(
         limit: evaluate only the first ``limit`` images (by file name), for quick checks.
         breakdowns: per-object attributes of a synthetic set's ``metadata.jsonl`` to break the
             metrics down by; those the metadata lacks are left out.
-        greyscale: show the model each image as its luminance (replicated to three channels), as
-            a single-energy scanner's grey display would show the bag. A proxy: a real single-energy
-            image is the attenuation itself, not the luma of a colour palette, but it removes the
-            material colour the model may lean on. Recorded in the block as ``view``.
+        view: the :data:`VIEWS` entry each image is shown through before the detector; its
+            description is recorded in the block as ``view``. The views are proxies: a real
+            single-energy image is the attenuation itself, not the luma of a colour palette, and
+            another vendor's palette is not a hue rotation of ours, but they remove or change the
+            material colour the model may lean on.
         command: the command line that reproduces this block, recorded in it.
 
     Returns:
@@ -409,10 +509,12 @@ def evaluate_detector(
     Raises:
         ModelCardError: the card or its model file is missing, malformed or changed.
         DatasetError: the data set is missing or malformed.
+        ValueError: ``view`` is not in :data:`VIEWS`.
     """
     from detectors.base import YoloDetector
     from vision.imageio import read_image_file
 
+    shown = check_view(view)
     card = ModelCard.load(card_path)
     class_names = card.spec.class_names
     real = str(dataset) == "real"
@@ -445,8 +547,7 @@ def evaluate_detector(
     try:
         for chunk in _chunks(items, batch_size):
             pixels = [read_image_file(item.image) for item in chunk]
-            if greyscale:
-                pixels = [as_greyscale(image) for image in pixels]
+            pixels = [shown.transform(image) for image in pixels]
             predictions.extend(detector.detect(pixels))
             for item, image in zip(chunk, pixels, strict=True):
                 labels = read_yolo_labels(item.label, None if real else len(class_names))
@@ -469,7 +570,7 @@ def evaluate_detector(
         "path": source,
         "split": split,
         "class_agnostic": real,
-        "view": "greyscale (luma)" if greyscale else "as scanned",
+        "view": shown.description,
         **metrics.to_dict(),
         "detector": {
             "backend": backend_name,
@@ -496,12 +597,6 @@ def evaluate_detector(
             )
         )
     return block
-
-
-def as_greyscale(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """An RGB image as its ITU-R 601 luma in three identical channels (what a grey display shows)."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def record_metrics(card_path: str | Path, key: str, block: Mapping[str, Any]) -> ModelCard:

@@ -1,7 +1,10 @@
 """``customs-vision evaluate xray`` and ``evaluate document``: re-measure a shipped detector.
 
 Thin layer over :func:`detectors.evaluation.evaluate_detector`; ``--write-card`` stores the result
-in the model card under ``real_test`` / ``synthetic_val`` (or ``--key``).
+in the model card under ``real_test`` / ``synthetic_val`` (or ``--key``). ``--view NAME`` shows the
+model every image through another display (:data:`detectors.evaluation.VIEWS`) and adds the view's
+suffix to the default key (:func:`detectors.evaluation.view_key_suffix`: ``real_test_greyscale``,
+``real_test_hue_plus25``, ...); ``--greyscale`` is the older spelling of ``--view grey``.
 """
 
 from __future__ import annotations
@@ -9,10 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from service.cli import CommandGroups
 from service.commands.train import REAL_ENV
+
+
+class _ViewNames:
+    """The names of :data:`detectors.evaluation.VIEWS` as argparse ``choices``, read on first use.
+
+    Importing the evaluation module (OpenCV) when the parser is built would slow every command.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        from detectors.evaluation import VIEWS
+
+        return name in VIEWS
+
+    def __iter__(self) -> Iterator[str]:
+        from detectors.evaluation import VIEWS
+
+        return iter(VIEWS)
 
 
 def register(groups: CommandGroups) -> None:
@@ -47,12 +68,46 @@ def register(groups: CommandGroups) -> None:
         p.add_argument("--write-card", action="store_true", help="record the result in the model card")
         p.add_argument("--key", default=None, help="metrics key in the card (default real_test / synthetic_val)")
         p.add_argument("--json", action="store_true", help="print the full metrics block as JSON")
-        p.add_argument(
+        # Both store into ``view`` and default to None: argparse counts an option as given only when its value
+        # is not the default object, so a default of "scanned" would let `--view scanned --greyscale` through.
+        views = p.add_mutually_exclusive_group()
+        views.add_argument(
+            "--view",
+            default=None,
+            choices=_ViewNames(),
+            metavar="NAME",
+            help="show the model each image through this display: %(choices)s (default scanned; grey and "
+            "grey-inverted as a single-energy scanner's display, hue+25 / hue-25 as another vendor's palette)",
+        )
+        views.add_argument(
             "--greyscale",
-            action="store_true",
-            help="show the model each image in grey (luma), as a single-energy scanner's display would",
+            dest="view",
+            action="store_const",
+            const="grey",
+            default=None,
+            help="the same as --view grey: each image in grey (luma), as a single-energy scanner's display",
         )
         p.set_defaults(func=_evaluate, task=task)
+
+
+def _view(args: argparse.Namespace) -> str:
+    """The view a parsed command line asks for (``--view``, ``--greyscale``, else the default)."""
+    from detectors.evaluation import DEFAULT_VIEW
+
+    return str(args.view or DEFAULT_VIEW)
+
+
+def view_arguments(view: str) -> list[str]:
+    """The arguments that select ``view`` in a recorded command line.
+
+    None for the default view, and ``--greyscale`` for grey: the spelling that the cards measured
+    before ``--view`` existed record, so their commands and the new ones read the same.
+    """
+    from detectors.evaluation import DEFAULT_VIEW
+
+    if view == DEFAULT_VIEW:
+        return []
+    return ["--greyscale"] if view == "grey" else ["--view", view]
 
 
 def _command_line(args: argparse.Namespace, real_dir: str | None) -> str:
@@ -61,13 +116,12 @@ def _command_line(args: argparse.Namespace, real_dir: str | None) -> str:
     extra = [] if args.limit is None else ["--limit", str(args.limit)]
     if args.backend != "onnxruntime":
         extra += ["--backend", args.backend]
-    if args.greyscale:
-        extra.append("--greyscale")
+    extra += view_arguments(_view(args))
     return evaluate_command(args.task, args.model, args.data, split=args.split, real_dir=real_dir, extra=extra)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from detectors.evaluation import evaluate_detector, record_metrics
+    from detectors.evaluation import evaluate_detector, record_metrics, view_key_suffix
 
     real = args.data == "real"
     real_dir: str | None = None
@@ -91,7 +145,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         backend_kwargs=backend_kwargs,
         batch_size=args.batch,
         limit=args.limit,
-        greyscale=args.greyscale,
+        view=_view(args),
         command=_command_line(args, real_dir),
     )
     if args.json:
@@ -99,7 +153,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         _print_block(block)
     if args.write_card:
-        key = args.key or ("real_test" if real else "synthetic_val") + ("_greyscale" if args.greyscale else "")
+        key = args.key or ("real_test" if real else "synthetic_val") + view_key_suffix(_view(args))
         record_metrics(args.model, key, block)
         print(f"recorded as metrics[{key!r}] in {args.model}")
     return 0

@@ -66,6 +66,14 @@ def register(groups: CommandGroups) -> None:
             metavar="F",
             help="show this share of the images in grey, as single-energy scanners do (default 0)",
         )
+        p.add_argument(
+            "--hue-jitter",
+            type=float,
+            default=None,
+            metavar="DEG",
+            help="rotate each training image's hue by up to +-DEG degrees, so other scanners' colour maps "
+            "look familiar (default: ultralytics' +-5.4)",
+        )
         p.add_argument("--model", default="yolo11n.yaml", help="ultralytics architecture YAML (default yolo11n.yaml)")
         p.add_argument("--imgsz", type=int, default=416, help="square training size, multiple of 32 (default 416)")
         p.add_argument("--epochs", type=int, default=30, help="planned epochs (default 30)")
@@ -112,6 +120,7 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.greyscale_fraction:
         parts += ["--greyscale-fraction", str(args.greyscale_fraction)]
     for flag, value in (
+        ("--hue-jitter", args.hue_jitter),
         ("--model", args.model),
         ("--imgsz", args.imgsz),
         ("--epochs", args.epochs),
@@ -132,6 +141,18 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def hue_gain(degrees: float) -> float:
+    """ultralytics' ``hsv_h`` for a hue rotation of up to +-``degrees``: it shifts OpenCV's hue
+    (0-180, 2 degrees a unit) by ``uniform(-1, 1) * hsv_h * 180`` units, i.e. ``hsv_h * 360`` degrees.
+
+    Raises:
+        ValueError: a negative angle or one over 180 degrees.
+    """
+    if not 0.0 <= degrees <= 180.0:
+        raise ValueError(f"--hue-jitter must be between 0 and 180 degrees, got {degrees}")
+    return degrees / 360.0
+
+
 def _train(args: argparse.Namespace) -> int:
     from detectors.training import train_and_package
 
@@ -145,6 +166,12 @@ def _train(args: argparse.Namespace) -> int:
             print(f"error: {real_dir} has no images/ folder; is it the real X-ray folder?")
             return 2
     args.real_resolved = real_dir
+    if args.hue_jitter is not None:
+        try:
+            hue_gain(args.hue_jitter)
+        except ValueError as e:
+            print(f"error: {e}")
+            return 2
     if not args.synthetic and not args.resume and real_dir is None:
         print(f"error: give at least one --synthetic DIR (from 'customs-vision synth {args.task}')")
         return 2
@@ -166,6 +193,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch=args.batch,
         warmup_epochs=args.warmup_epochs,
+        extra=None if args.hue_jitter is None else {"hsv_h": hue_gain(args.hue_jitter)},
         workers=args.workers,
         time_limit_h=args.time_hours,
         seed=args.seed,

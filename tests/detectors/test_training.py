@@ -232,3 +232,39 @@ def test_onnx_check_rejects_wrong_layout(tmp_path, input_name, message):
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), path)
     with pytest.raises(ExportError, match=message):
         check_onnx_graph(path, imgsz=64, num_classes=7)
+
+
+def test_hue_jitter_is_ultralytics_hsv_h_and_recorded(monkeypatch, tmp_path, capsys):
+    """``--hue-jitter 25`` reaches ultralytics as hsv_h = 25/360 (its hue shift is hsv_h * 360
+    degrees) and is part of the command recorded in the card; a nonsense angle stops before any run."""
+    import detectors.training
+    from service.commands.train import hue_gain
+
+    assert hue_gain(25.0) == pytest.approx(25.0 / 360.0) and hue_gain(0.0) == 0.0
+    for bad in (-1.0, 181.0):
+        with pytest.raises(ValueError, match="between 0 and 180"):
+            hue_gain(bad)
+
+    synth = make_synthetic(tmp_path / "synth", train=1, val=1)
+    argv = ["train", "xray", "--no-real", "--synthetic", str(synth), "--run-dir", str(tmp_path / "r")]
+    assert main([*argv, "--hue-jitter", "200"]) == 2
+    assert "--hue-jitter" in capsys.readouterr().out and not (tmp_path / "r").exists()
+
+    seen = {}
+
+    class StopError(Exception):
+        pass
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        raise StopError
+
+    monkeypatch.setattr(detectors.training, "train_and_package", capture)
+    with pytest.raises(StopError):
+        main([*argv, "--hue-jitter", "25"])
+    assert seen["extra"] == {"hsv_h": pytest.approx(25.0 / 360.0)}
+    assert "--hue-jitter 25.0" in seen["command"]
+    seen.clear()
+    with pytest.raises(StopError):
+        main(argv)
+    assert seen["extra"] is None and "--hue-jitter" not in seen["command"]
