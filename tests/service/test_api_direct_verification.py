@@ -179,7 +179,8 @@ def test_a_blank_signature_specimen_is_refused_and_a_blank_query_falls_back(dire
     assert r.status_code == 422 and r.json()["error"] == "blank_specimen", r.text
     assert "signature specimen" in r.json()["detail"]
 
-    assert _post(direct_service, "/v1/specimens", "admin", _signature("W-00021", 1), kind="signature", owner="W-21")
+    r = _post(direct_service, "/v1/specimens", "admin", _signature("W-00021", 1), kind="signature", owner="W-21")
+    assert r.status_code == 201, r.text
     r = _post(direct_service, "/v1/compare", "clerk", paper, kind="signature", owner="W-21")
     assert r.status_code == 200, r.text
     assert r.json()["method"] == "embedding"
