@@ -127,12 +127,15 @@ class PairVerifier:
         matcher: the comparison with the card's feature weights (:func:`default_matcher`).
         scorer: calibration (on :func:`similarity_logit` of the combined score) and decision policy;
             its ``kind`` is the kind of mark verified.
-        use_scale: stamps only: whether the scale deviation enters the combined score.
     """
 
     matcher: PairMatcher
     scorer: Scorer
-    use_scale: bool = False
+
+    @property
+    def use_scale(self) -> bool:
+        """Stamps only: whether the scale deviation enters the combined score (the matcher's setting)."""
+        return bool(getattr(self.matcher, "use_scale", False))
 
     @property
     def kind(self) -> str:
@@ -181,7 +184,7 @@ class PairVerifier:
 
     def with_policy(self, policy: DecisionPolicy) -> PairVerifier:
         """The same comparison and calibration with another threshold or band."""
-        return PairVerifier(matcher=self.matcher, scorer=self.scorer.with_policy(policy), use_scale=self.use_scale)
+        return PairVerifier(matcher=self.matcher, scorer=self.scorer.with_policy(policy))
 
     def to_dict(self) -> dict[str, Any]:
         """The card section (``metrics["scoring"][self.section]``)."""
@@ -212,7 +215,7 @@ class PairVerifier:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ScoringError(f"the card's {SECTIONS.get(kind, kind)!r} section is malformed: {e}") from e
-        return cls(matcher=matcher, scorer=scorer, use_scale=use_scale)
+        return cls(matcher=matcher, scorer=scorer)
 
     @classmethod
     def fit(
@@ -241,7 +244,6 @@ class PairVerifier:
         return cls(
             matcher=matcher or default_matcher(kind),
             scorer=Scorer(kind=kind, calibration=calibration, policy=policy),
-            use_scale=bool(getattr(matcher, "use_scale", False)),
         )
 
 

@@ -89,7 +89,7 @@ def _fitted(kind: str = "stamp", **kwargs: Any) -> PairVerifier:
 def test_a_stamp_section_round_trips_through_json():
     weights = {k: v * 1.5 for k, v in STAMP_WEIGHTS.items()}
     matcher = StampMatcher(weights=weights, use_scale=True)
-    verifier = PairVerifier(matcher=matcher, scorer=_fitted(band=3.0).scorer, use_scale=True)
+    verifier = PairVerifier(matcher=matcher, scorer=_fitted(band=3.0).scorer)
     section = json.loads(json.dumps(verifier.to_dict()))
     back = PairVerifier.from_section("stamp", section)
     assert isinstance(back.matcher, StampMatcher) and back.matcher.use_scale is True and back.use_scale is True
