@@ -15,7 +15,10 @@ search); when the similarity card has a direct verifier for the mark's kind
 (:mod:`similarity.verifier`: stamps aligned onto the specimen, signatures compared by shape), each
 candidate owner's percentage and verdict then come from that direct comparison of the crop with the
 owner's specimens, which catches what the embedding cannot see (a re-carved die, another writer's
-hand). A crop in which no ink is found cannot be compared directly and keeps the embedding's score.
+hand). With several specimens of the owner, the percentage is the owner's (all its specimens,
+judged against how alike they are to each other: :class:`similarity.verifier.OwnerNormalisation`);
+that consistency is measured once per set of specimens and cached. A crop in which no ink is found
+cannot be compared directly and keeps the embedding's score.
 Every match says which ``method`` scored it (``"aligned"``, ``"shape"`` or ``"embedding"``).
 """
 
@@ -42,7 +45,7 @@ from similarity.registry import (
     UnknownSpecimenError,
 )
 from similarity.scoring import Scorer
-from similarity.verifier import Method, PairVerifier, PreparedCache
+from similarity.verifier import Method, PairScore, PairVerifier, PreparedCache
 from vision.types import Match, Verdict
 
 V = TypeVar("V")
@@ -84,15 +87,18 @@ class SpecimenScore:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The answer to ``POST /v1/compare``: the best specimen's score and every specimen's.
+    """The answer to ``POST /v1/compare``: the score against the specimen or owner, and every
+    specimen's own.
 
     Attributes:
         kind: mark kind compared.
-        similarity: best calibrated similarity in percent (two decimals).
+        similarity: calibrated similarity in percent (two decimals): against the one specimen, or
+            against the owner (its specimens combined when compared directly, module docstring;
+            the best specimen's with the embedding).
         verdict: verdict at that similarity.
         threshold: decision threshold in percent.
         band: half-width of the inconclusive band, percentage points.
-        specimen_id: the best specimen.
+        specimen_id: the most similar specimen.
         owner: its owner.
         per_specimen: every specimen compared, best first.
         method: ``"aligned"``, ``"shape"`` or ``"embedding"``: what produced the percentages.
@@ -156,6 +162,8 @@ class SpecimenMatcher:
         self.top_k = top_k
         self.verifiers = dict(verifiers or {})
         self._prepared = PreparedCache()
+        # Keyed by kind and the owner's specimen ids: adding or deleting a specimen changes the key.
+        self._consistency = PreparedCache(capacity=256)
 
     @property
     def model_version(self) -> str:
@@ -289,16 +297,16 @@ class SpecimenMatcher:
         verifier = self.verifiers[kind]
         return self._prepared.get(specimen_id, functools.partial(self.registry.image, specimen_id), verifier.prepare)
 
-    def _direct_scores(
-        self, kind: str, query: Any, specimens: Sequence[tuple[str, Any]]
-    ) -> list[tuple[str, float, Verdict]]:
-        """``(specimen id, percent, verdict)`` of the query against each specimen."""
+    def _direct_score(self, kind: str, query: Any, specimens: Sequence[tuple[str, Any]]) -> PairScore:
+        """The query against one owner's prepared specimens (or one specimen), the owner's
+        specimen consistency taken from the cache."""
         verifier = self.verifiers[kind]
-        out = []
-        for sid, prepared in specimens:
-            result = verifier.score(query, [prepared])
-            out.append((sid, result.percent, result.verdict))
-        return out
+        consistency = None
+        if verifier.owner_normalisation is not None and len(specimens) > 1:
+            key = "|".join([kind, *sorted(sid for sid, _ in specimens)])
+            prepared = [p for _, p in specimens]
+            consistency = self._consistency.get(key, lambda: prepared, verifier.consistency)
+        return verifier.score(query, [p for _, p in specimens], consistency=consistency)
 
     def _owner_match(
         self,
@@ -317,14 +325,14 @@ class SpecimenMatcher:
             specimens = self._prepared_specimens(owner, kind)
             if specimens:
                 verifier = self.verifiers[kind]
-                sid, percent, verdict = max(self._direct_scores(kind, query, specimens), key=lambda r: r[1])
+                result = self._direct_score(kind, query, specimens)
                 match = Match(
                     detection=index,
-                    specimen_id=sid,
+                    specimen_id=specimens[result.specimen_index][0],
                     owner=owner,
-                    similarity=percent,
+                    similarity=result.percent,
                     threshold=verifier.threshold,
-                    verdict=verdict,
+                    verdict=result.verdict,
                 )
                 return SpecimenMatch(match, kind, claimed=claimed, method=verifier.method)
         match = self.scorer(kind).match(cosine, detection=index, specimen_id=specimen_id, owner=owner)
@@ -408,22 +416,24 @@ class SpecimenMatcher:
             specimens = self._prepared_specimens(owner, kind)
         if not specimens:
             return None
+        result = self._direct_score(kind, query, specimens)
+        policy = verifier.scorer.policy
         scores = sorted(
             (
-                SpecimenScore(sid, infos[sid].owner, infos[sid].label, percent, verdict)
-                for sid, percent, verdict in self._direct_scores(kind, query, specimens)
+                SpecimenScore(sid, infos[sid].owner, infos[sid].label, percent, policy.verdict(percent))
+                for (sid, _), percent in zip(specimens, result.specimen_percents, strict=True)
             ),
             key=lambda s: -s.similarity,
         )
-        best = scores[0]
+        best_id = specimens[result.specimen_index][0]
         return Comparison(
             kind=kind,
-            similarity=best.similarity,
-            verdict=best.verdict,
+            similarity=result.percent,
+            verdict=result.verdict,
             threshold=verifier.threshold,
             band=verifier.band,
-            specimen_id=best.specimen_id,
-            owner=best.owner,
+            specimen_id=best_id,
+            owner=infos[best_id].owner,
             per_specimen=tuple(scores),
             method=verifier.method,
         )

@@ -183,7 +183,12 @@ class CompareOut(BaseModel):
     """``POST /v1/compare``: the uploaded crop against a specimen or an owner's specimens."""
 
     kind: Kind
-    similarity: float = Field(ge=0, le=100, description="best specimen, calibrated percent, two decimals")
+    similarity: float = Field(
+        ge=0,
+        le=100,
+        description="calibrated percent, two decimals: against the specimen, or against the owner "
+        "(its specimens combined when compared directly)",
+    )
     verdict: Verdict
     threshold: float
     band: float = Field(description="half-width of the inconclusive band, percentage points")

@@ -35,7 +35,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from similarity.scoring import (
     score_distribution,
     verification_metrics,
 )
-from similarity.verifier import PairVerifier, similarity_logit
+from similarity.verifier import PairVerifier, similarity_logit, specimen_consistency
 
 __all__ = [
     "IMPOSTOR_CATEGORIES",
@@ -407,18 +407,45 @@ class DirectPairScores:
     """Direct-comparison scores of the pairs of one :class:`OwnerProtocol`.
 
     Attributes:
-        similarity: ``(P,)`` float64: the highest combined similarity of the comparison over the
-            claimed owner's references; NaN for a pair that could not be compared (blank query, or
-            every reference of the owner blank).
+        similarity: ``(P,)`` float64: the score of each pair, combined over the claimed owner's
+            references: the best reference's as measured (:func:`direct_pair_scores`), or as a
+            verifier combines them (:meth:`combined`); NaN for a pair that could not be compared
+            (blank query, or every reference of the owner blank).
+        reference_similarity: per pair, the combined similarity with each usable reference of the
+            owner (empty for an unscored pair).
+        consistency: per owner with two or more usable references, the mean logit of its
+            references compared with each other (:func:`similarity.verifier.specimen_consistency`).
         blank_items: item indices whose crop holds no ink (:class:`BlankCropError`).
         compare_seconds: wall time of each ``matcher.compare`` call.
         seconds: wall time of the whole scoring.
     """
 
     similarity: npt.NDArray[np.float64]
+    reference_similarity: list[tuple[float, ...]] = field(default_factory=list)
+    consistency: dict[str, float] = field(default_factory=dict)
     blank_items: set[int] = field(default_factory=set)
     compare_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+    def combined(
+        self, protocol: OwnerProtocol, combine: Callable[[Sequence[float], float | None], float]
+    ) -> DirectPairScores:
+        """The same pairs with each pair's references combined by ``combine(similarities,
+        consistency)`` (:meth:`PairVerifier.combine`, :meth:`OwnerNormalisation.combine`)."""
+        if len(self.reference_similarity) != len(protocol.pairs):
+            raise ValueError("these scores keep no per-reference similarities to combine")
+        out = np.full(len(protocol.pairs), np.nan)
+        for n, (pair, sims) in enumerate(zip(protocol.pairs, self.reference_similarity, strict=True)):
+            if sims:
+                out[n] = combine(sims, self.consistency.get(pair.owner))
+        return replace(self, similarity=out)
+
+    def genuine_reference_similarity(self, protocol: OwnerProtocol) -> npt.NDArray[np.float64]:
+        """Every per-reference similarity of the genuine pairs (what a typical owner's specimens
+        score against each other)."""
+        cat = protocol.categories()
+        vals = [s for n, sims in enumerate(self.reference_similarity) if cat[n] == "genuine" for s in sims]
+        return np.asarray(vals, dtype=np.float64)
 
     @property
     def valid(self) -> npt.NDArray[np.bool_]:
@@ -446,7 +473,9 @@ def direct_pair_scores(
     progress: Callable[[str], None] | None = None,
     every: int = 100,
 ) -> DirectPairScores:
-    """Score every pair with a direct comparison (best reference of the claimed owner).
+    """Score every pair with a direct comparison with each reference of the claimed owner
+    (``similarity``: the best reference's; :meth:`DirectPairScores.combined` combines them as a
+    verifier does), and measure each owner's reference consistency.
 
     Runs serially (one stamp comparison ~50 ms on one core). Each owner's references are prepared
     once; query crops are prepared when their pair comes up (an impostor's crop is prepared again
@@ -463,7 +492,9 @@ def direct_pair_scores(
     Raises:
         PairMatchError: a crop that is not an RGB uint8 image (blank crops are recorded, not raised).
     """
-    out = DirectPairScores(similarity=np.full(len(protocol.pairs), np.nan))
+    out = DirectPairScores(
+        similarity=np.full(len(protocol.pairs), np.nan), reference_similarity=[()] * len(protocol.pairs)
+    )
     start = time.perf_counter()
 
     def prepare(i: int) -> Any:
@@ -481,14 +512,18 @@ def direct_pair_scores(
         if pair.owner != owner:
             owner = pair.owner
             refs = [p for p in (prepare(r) for r in protocol.references[owner]) if p is not None]
+            consistency = specimen_consistency(matcher, refs)
+            if consistency is not None:
+                out.consistency[owner] = consistency
         query = prepare(pair.query) if refs else None
         if query is not None:
-            best = -np.inf
+            sims = []
             for ref in refs:
                 t = time.perf_counter()
-                best = max(best, matcher.compare(query, ref).similarity)
+                sims.append(float(matcher.compare(query, ref).similarity))
                 out.compare_seconds.append(time.perf_counter() - t)
-            out.similarity[n] = best
+            out.reference_similarity[n] = tuple(sims)
+            out.similarity[n] = max(sims)
         if progress is not None and ((n + 1) % every == 0 or n + 1 == len(protocol.pairs)):
             elapsed = time.perf_counter() - start
             eta = elapsed / (n + 1) * (len(protocol.pairs) - n - 1)

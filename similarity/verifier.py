@@ -14,11 +14,25 @@ decided by comparing the crop directly with the owner's registered specimens
   another writer falls from 0.29 to 0.14 EER (``metrics.heldout_direct.signature``).
 
 :class:`PairVerifier` holds one such comparison with the calibration and decision policy of its
-kind: :meth:`PairVerifier.score` compares a crop with the owner's specimens (the best specimen
-wins, as with the embedding) and maps the combined score ``s`` through a calibration fitted on
-held-out pairs, ``percent = 100 * sigmoid(slope * logit(s) + intercept)``; 50 % means "as likely
-genuine as not" at a 1:1 prior, exactly as for the embedding's calibration
-(:mod:`similarity.scoring`). Calibration, policy and feature weights live in the similarity model
+kind: :meth:`PairVerifier.score` compares a crop with the owner's specimens and maps the combined
+score ``s`` through a calibration fitted on held-out pairs,
+``percent = 100 * sigmoid(slope * logit(s) + intercept)``; 50 % means "as likely genuine as not"
+at a 1:1 prior, exactly as for the embedding's calibration (:mod:`similarity.scoring`).
+
+**Several specimens of one owner** (:class:`OwnerNormalisation`). Some hands and some dies are
+steadier than others: two genuine signatures of a careful writer are closer than two of a hasty
+one. With K >= 2 specimens the owner's own spread is known, so the query is judged against it:
+
+    logit(s) = mean_k logit(s_k) - alpha * (c - typical)
+
+with ``s_k`` the comparison with specimen k, ``c`` the mean logit of the owner's specimens compared
+with each other (:func:`specimen_consistency`) and ``typical`` the mean logit of genuine pairs in
+the calibration data (so an owner of ordinary spread keeps the calibrated scale). A forgery that
+comes close to one specimen of a steady writer no longer passes on that one specimen. Measured on
+rendered writers and authorities held out of all fitting (``python -m
+benchmarks.multi_specimen_eval``, ``benchmarks/results/multi_specimen.json``); see
+:data:`DEFAULT_OWNER_ALPHA`. With one specimen (or a card without the section) the score is the
+best specimen's, as before. Calibration, policy and feature weights live in the similarity model
 card under ``metrics.scoring.<section>`` (:data:`SECTIONS`; written by ``customs-vision calibrate
 stamps|signatures``), so the service, ``compare`` and ``evaluate similarity`` all score a mark the
 same way.
@@ -36,7 +50,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -49,14 +63,17 @@ from similarity.stamp_match import StampMatcher
 from vision.types import Verdict
 
 __all__ = [
+    "DEFAULT_OWNER_ALPHA",
     "METHODS",
     "SECTIONS",
     "Method",
+    "OwnerNormalisation",
     "PairScore",
     "PairVerifier",
     "PreparedCache",
     "default_matcher",
     "similarity_logit",
+    "specimen_consistency",
     "verifiers_from_metrics",
 ]
 
@@ -71,12 +88,16 @@ METHODS: dict[str, Method] = {"stamp": "aligned", "signature": "shape"}
 
 #: What each kind's combined score is, for reports and the card.
 _DESCRIPTIONS = {
-    "stamp": "similarity.stamp_match (aligned ink comparison), best specimen of the owner",
-    "signature": "similarity.signature_match (shape descriptors), best specimen of the owner",
+    "stamp": "similarity.stamp_match (aligned ink comparison) with each of the owner's specimens, combined",
+    "signature": "similarity.signature_match (shape descriptors) with each of the owner's specimens, combined",
 }
 
 #: Scores are clipped to ``[EPS, 1 - EPS]`` before the logit (the combined score saturates).
 EPS = 1e-6
+
+#: Weight ``alpha`` of the owner's specimen consistency, per kind (:class:`OwnerNormalisation`),
+#: chosen on held-out rendered owners by ``python -m benchmarks.multi_specimen_eval``.
+DEFAULT_OWNER_ALPHA: dict[str, float] = {"signature": 0.5, "stamp": 0.75}
 
 
 def similarity_logit(similarity: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -87,6 +108,77 @@ def similarity_logit(similarity: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """
     s = np.clip(np.asarray(similarity, dtype=np.float64), EPS, 1.0 - EPS)
     return np.log(s / (1.0 - s))
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0))))
+
+
+def specimen_consistency(matcher: PairMatcher, specimens: Sequence[Any]) -> float | None:
+    """How alike an owner's prepared specimens are: the mean :func:`similarity_logit` of every
+    ordered pair of two of them (comparisons are not symmetric); ``None`` with fewer than two.
+
+    Costs K(K-1) comparisons (a stamp ~50 ms each): callers that score many queries against one
+    owner compute it once (the service caches it per set of specimen ids).
+    """
+    if len(specimens) < 2:
+        return None
+    n = len(specimens)
+    sims = [matcher.compare(specimens[i], specimens[j]).similarity for i in range(n) for j in range(n) if i != j]
+    return float(np.mean(similarity_logit(sims)))
+
+
+#: The combination :class:`OwnerNormalisation` applies, as written into the card.
+OWNER_FORMULA = "logit(s) = mean_k logit(s_k) - alpha * (consistency - typical)"
+
+
+@dataclass(frozen=True)
+class OwnerNormalisation:
+    """Combine a query's comparisons with several specimens of one owner (module docstring).
+
+    Attributes:
+        alpha: weight of the owner's deviation from typical consistency (0: plain mean of logits).
+        typical: mean :func:`similarity_logit` of genuine pairs in the calibration data.
+    """
+
+    alpha: float
+    typical: float
+
+    def combine(self, similarities: Sequence[float], consistency: float | None) -> float:
+        """The owner-level combined score in ``(0, 1)`` from the per-specimen scores.
+
+        With one specimen (or no consistency known) it is the best specimen's score.
+        """
+        if len(similarities) == 0:
+            raise PairMatchError("no specimen scores to combine")
+        if len(similarities) == 1 or consistency is None:
+            return float(max(similarities))
+        logit = float(np.mean(similarity_logit(similarities))) - self.alpha * (consistency - self.typical)
+        return _sigmoid(logit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "typical": round(self.typical, 6), "formula": OWNER_FORMULA}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OwnerNormalisation:
+        """Raises: KeyError, TypeError, ValueError on a malformed section."""
+        alpha, typical = float(d["alpha"]), float(d["typical"])
+        if not (np.isfinite(alpha) and np.isfinite(typical)) or alpha < 0:
+            raise ValueError(f"owner_normalisation needs a finite alpha >= 0 and typical, got {alpha}, {typical}")
+        return cls(alpha=alpha, typical=typical)
+
+    @classmethod
+    def fit(cls, kind: str, genuine_pair_similarity: npt.ArrayLike) -> OwnerNormalisation:
+        """``typical`` from genuine pairs' per-specimen scores, ``alpha`` from :data:`DEFAULT_OWNER_ALPHA`.
+
+        Raises:
+            ScoringError: no finite genuine score.
+        """
+        g = np.asarray(genuine_pair_similarity, dtype=np.float64)
+        g = g[np.isfinite(g)]
+        if g.size == 0:
+            raise ScoringError("no genuine pair to measure the typical consistency of an owner's specimens")
+        return cls(alpha=DEFAULT_OWNER_ALPHA[kind], typical=float(np.mean(similarity_logit(g))))
 
 
 def default_matcher(kind: str, weights: Mapping[str, float] | None = None, *, use_scale: bool = False) -> PairMatcher:
@@ -108,15 +200,19 @@ class PairScore:
 
     Attributes:
         specimen_index: index (into the specimens given) of the best-matching specimen.
-        percent: calibrated similarity in percent, two decimals.
-        verdict: genuine / forged / inconclusive at the card's threshold and band.
-        features: the comparison with that specimen (for the report and for audits).
+        percent: calibrated similarity in percent, two decimals: the owner-level score (all the
+            specimens combined, :class:`OwnerNormalisation`) when the card has the section and
+            several specimens were given, else the best specimen's.
+        verdict: genuine / forged / inconclusive of ``percent`` at the card's threshold and band.
+        features: the comparison with the best specimen (for the report and for audits).
+        specimen_percents: each specimen's own calibrated percent, in the order given.
     """
 
     specimen_index: int
     percent: float
     verdict: Verdict
     features: PairFeatures
+    specimen_percents: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +227,7 @@ class PairVerifier:
 
     matcher: PairMatcher
     scorer: Scorer
+    owner_normalisation: OwnerNormalisation | None = None
 
     @property
     def use_scale(self) -> bool:
@@ -159,20 +256,47 @@ class PairVerifier:
         """
         return self.matcher.prepare(crop)
 
-    def score(self, query: Any, specimens: Sequence[Any]) -> PairScore:
-        """Compare ``query`` with each specimen and score the most similar one (crops or
-        :meth:`prepare` results).
+    def consistency(self, specimens: Sequence[Any]) -> float | None:
+        """:func:`specimen_consistency` of one owner's specimens (crops or :meth:`prepare` results)."""
+        return specimen_consistency(self.matcher, [self._prepared(s) for s in specimens])
+
+    def _prepared(self, crop: Any) -> Any:
+        return self.matcher.prepare(crop) if isinstance(crop, np.ndarray) else crop
+
+    def combine(self, similarities: Sequence[float], consistency: float | None) -> float:
+        """The owner-level combined score of per-specimen scores: :class:`OwnerNormalisation` when
+        the card has it, else the best specimen's."""
+        if self.owner_normalisation is None:
+            return float(max(similarities))
+        return self.owner_normalisation.combine(similarities, consistency)
+
+    def score(self, query: Any, specimens: Sequence[Any], *, consistency: float | None = None) -> PairScore:
+        """Compare ``query`` with each of one owner's specimens (crops or :meth:`prepare` results)
+        and score the owner.
+
+        Args:
+            query: the questioned crop.
+            specimens: the owner's specimens (one specimen: that specimen's score).
+            consistency: :meth:`consistency` of ``specimens`` if the caller has it cached; computed
+                here when the card normalises by owner and it is not given.
 
         Raises:
             PairMatchError: no specimens or a bad array; BlankCropError: the query has no ink.
         """
         if len(specimens) == 0:
             raise PairMatchError(f"a {self.kind} comparison needs at least one registered specimen")
-        q = self.matcher.prepare(query) if isinstance(query, np.ndarray) else query
-        results = [self.matcher.compare(q, s) for s in specimens]
-        best = int(np.argmax([r.similarity for r in results]))
-        percent, verdict = self.scorer.score(float(similarity_logit(results[best].similarity)))
-        return PairScore(specimen_index=best, percent=percent, verdict=verdict, features=results[best])
+        q = self._prepared(query)
+        prepared = [self._prepared(s) for s in specimens]
+        results = [self.matcher.compare(q, s) for s in prepared]
+        sims = [r.similarity for r in results]
+        best = int(np.argmax(sims))
+        if self.owner_normalisation is not None and len(prepared) > 1 and consistency is None:
+            consistency = specimen_consistency(self.matcher, prepared)
+        percent, verdict = self.scorer.score(float(similarity_logit(self.combine(sims, consistency))))
+        own = tuple(self.scorer.score(float(similarity_logit(s)))[0] for s in sims)
+        return PairScore(
+            specimen_index=best, percent=percent, verdict=verdict, features=results[best], specimen_percents=own
+        )
 
     @property
     def threshold(self) -> float:
@@ -184,7 +308,7 @@ class PairVerifier:
 
     def with_policy(self, policy: DecisionPolicy) -> PairVerifier:
         """The same comparison and calibration with another threshold or band."""
-        return PairVerifier(matcher=self.matcher, scorer=self.scorer.with_policy(policy))
+        return replace(self, scorer=self.scorer.with_policy(policy))
 
     def to_dict(self) -> dict[str, Any]:
         """The card section (``metrics["scoring"][self.section]``)."""
@@ -195,6 +319,8 @@ class PairVerifier:
         out["weights"] = dict(self.matcher.weights)
         if self.kind == "stamp":
             out["use_scale"] = self.use_scale
+        if self.owner_normalisation is not None:
+            out["owner_normalisation"] = self.owner_normalisation.to_dict()
         return out | scoring
 
     @classmethod
@@ -213,9 +339,11 @@ class PairVerifier:
                 calibration=Calibration.from_dict(section["calibration"]),
                 policy=DecisionPolicy.from_dict(section["decision"]),
             )
+            norm = section.get("owner_normalisation")
+            owner_normalisation = None if norm is None else OwnerNormalisation.from_dict(norm)
         except (KeyError, TypeError, ValueError) as e:
             raise ScoringError(f"the card's {SECTIONS.get(kind, kind)!r} section is malformed: {e}") from e
-        return cls(matcher=matcher, scorer=scorer)
+        return cls(matcher=matcher, scorer=scorer, owner_normalisation=owner_normalisation)
 
     @classmethod
     def fit(
@@ -227,9 +355,11 @@ class PairVerifier:
         matcher: PairMatcher | None = None,
         band: float = 5.0,
         far: float | None = None,
+        owner_normalisation: OwnerNormalisation | None = None,
     ) -> PairVerifier:
         """Calibrate on held-out combined scores (genuine and impostor pairs, 1:1 prior); the
-        threshold at the equal-error point, or at a target false-accept rate ``far``.
+        threshold at the equal-error point, or at a target false-accept rate ``far``. The scores
+        must have been combined over each owner's specimens as ``owner_normalisation`` combines them.
 
         Raises:
             CalibrationError: impostors score as high as genuine pairs.
@@ -244,6 +374,7 @@ class PairVerifier:
         return cls(
             matcher=matcher or default_matcher(kind),
             scorer=Scorer(kind=kind, calibration=calibration, policy=policy),
+            owner_normalisation=owner_normalisation,
         )
 
 
@@ -273,7 +404,7 @@ class PreparedCache:
         self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, load: Callable[[], npt.NDArray[np.uint8]], prepare: Callable[..., Any]) -> Any:
+    def get(self, key: str, load: Callable[[], Any], prepare: Callable[[Any], Any]) -> Any:
         """The prepared specimen ``key``, preparing ``load()`` on a miss.
 
         Raises:

@@ -11,8 +11,10 @@ stored in the similarity model card under ``metrics.scoring.stamp_aligned`` or
 Protocol (:func:`similarity.evaluation.owner_pairs`): per owner of ``--data`` (``<owner>/genuine/*``,
 ``<owner>/forged/*``) the first ``--refs`` genuine images by name are the registered specimens, the
 other genuine images are genuine queries, every forged image is a skilled query, and the genuine
-queries of ``--random-owners`` other owners are random impostors; a query's score is its best over
-the claimed owner's specimens. ``calibrate signatures`` also takes the real cross-media signatures
+queries of ``--random-owners`` other owners are random impostors; a query's score combines its
+comparisons with the claimed owner's specimens as the service combines them
+(:class:`similarity.verifier.OwnerNormalisation`; with ``--refs 1`` it is that specimen's score), and
+the calibration is fitted on those combined scores. ``calibrate signatures`` also takes the real cross-media signatures
 (``--real``; owner = writer x name, the paper signature registered, the tablet one questioned),
 whose same-name-other-writer pairs are hard impostors. With ``--heldout-only`` (the default) only
 owners the card's network never trained on take part: ``heldout_fraction_of("<kind>:<owner>")``
@@ -107,6 +109,13 @@ def _add_parser(what: Any, kind: str, name: str) -> None:
         "(default: at the equal-error point)",
     )  # fmt: skip
     s.add_argument("--seed", type=int, default=0, help="seed of the random-owner draw and the pooling (default: 0)")
+    s.add_argument(
+        "--owner-alpha",
+        type=float,
+        default=None,
+        help="weight of an owner's specimen consistency when it has several specimens "
+        "(default: similarity.verifier.DEFAULT_OWNER_ALPHA, chosen by benchmarks/multi_specimen_eval.py)",
+    )
     prefix = "SIM-AUTH-* authorities" if kind == "stamp" else "SIM-W-* writers"
     s.add_argument(
         "--render",
@@ -226,7 +235,7 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
         owner_pairs,
         pooled_impostors,
     )
-    from similarity.verifier import PairVerifier, default_matcher
+    from similarity.verifier import OwnerNormalisation, PairVerifier, default_matcher
     from vision.imageio import ImageDecodeError, read_image_file
     from vision.runtime.base import BackendError
 
@@ -239,8 +248,8 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
         model = Settings().models_dir / "similarity.json"
     command = command_line(args, model)
     try:
-        if args.refs < 1 or args.random_owners < 0 or args.band < 0:
-            raise ValueError("need --refs >= 1, --random-owners >= 0 and --band >= 0")
+        if args.refs < 1 or args.random_owners < 0 or args.band < 0 or (args.owner_alpha or 0.0) < 0:
+            raise ValueError("need --refs >= 1, --random-owners >= 0, --band >= 0 and --owner-alpha >= 0")
         embedder, card = Embedder.from_card(model, threads=args.threads)
         fraction = float(card.training.get("config", {}).get("heldout", 0.2))
         items = _items(kind, args, fraction)
@@ -252,6 +261,12 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
         )
         matcher = default_matcher(kind)
         scores = direct_pair_scores(protocol, lambda i: read_image_file(items[i].source), matcher, progress=_log)
+        # Several specimens per owner are judged against the owner's own consistency; "typical" is
+        # that of these genuine pairs, so the calibration below is fitted on the combined scores.
+        norm = OwnerNormalisation.fit(kind, scores.genuine_reference_similarity(protocol))
+        if args.owner_alpha is not None:
+            norm = OwnerNormalisation(alpha=args.owner_alpha, typical=norm.typical)
+        scores = scores.combined(protocol, norm.combine)
         used = sorted({p.query for p in protocol.pairs} | {r for refs in protocol.references.values() for r in refs})
         vectors = np.concatenate(
             [
@@ -268,6 +283,7 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
             matcher=matcher,
             band=args.band,
             far=args.far,
+            owner_normalisation=norm,
         )
         check = direct_calibration_check(kind, protocol, s, band=args.band, far=args.far, seed=args.seed)
     except (DataError, ImageDecodeError, OSError, ValueError, BackendError) as e:
@@ -286,8 +302,9 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
             f"per owner the first {args.refs} genuine images by name are the registered specimens, the other genuine "
             f"images genuine queries, every forged image a skilled query, the genuine queries of {args.random_owners} "
             f"owners of other groups random impostors and of {args.random_owners} owners of the same group (the same "
-            "name, real signatures) hard impostors, within one data set (seeded draws); score = best over the claimed "
-            "owner's specimens"
+            "name, real signatures) hard impostors, within one data set (seeded draws); score = the claimed owner's "
+            "specimens combined (one specimen: its score; several: mean logit less alpha x the owner's consistency "
+            "above typical, see owner_normalisation)"
         ),
         "owners": len(protocol.references),
         "owner_selection": (
@@ -298,6 +315,7 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
         ),
         "calibration_impostors": f"{', '.join(present)} pooled at equal weight (each resampled to the larger count)",
         "threshold": verifier.threshold,
+        "owner_normalisation": norm.to_dict(),
         **direct_report(protocol, scores, verifier, cosine),
         "calibration_check": check,
         "seconds": round(time.perf_counter() - start, 1),

@@ -267,12 +267,13 @@ def _direct_block(
         lambda i: read_image_file(items[i].source),
         verifier.matcher,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
-    )
+    ).combined(protocol, verifier.combine)
     cosine = cosine_pair_scores(protocol, dict(enumerate(embeddings)))
     measured = direct_report(protocol, scores, verifier, cosine)
     return {
         "method": verifier.method,
-        "protocol": f"1:1 against the claimed owner: best over its first {refs} genuine images; genuine queries, "
+        "protocol": f"1:1 against the claimed owner's first {refs} genuine images, combined as the service combines "
+        "an owner's specimens (owner_normalisation of the card; one image: its score); genuine queries, "
         f"every forgery, and the genuine queries of {random_owners} other owners (seeded draw) as random impostors; "
         "'cnn_same_pairs' is the embedding's cosine on the same pairs",
         "pairs": measured["pairs"],
@@ -331,7 +332,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _compare_direct(args: argparse.Namespace, card: ModelCard, verifier: PairVerifier, model_version: str) -> int:
     """``compare`` with the card's direct verifier of ``args.kind``: the crop against the specimen
     file or against each specimen of that kind of the owner (a specimen without ink is skipped, as
-    the service skips it); the best specimen gives the percentage and the verdict.
+    the service skips it); the owner's specimens combined give the percentage and the verdict
+    (:meth:`PairVerifier.score`; one specimen: its own score).
 
     Raises:
         OSError, ImageDecodeError, ValueError (unknown owner, unusable crop), BackendError: the
@@ -384,13 +386,17 @@ def _compare_direct(args: argparse.Namespace, card: ModelCard, verifier: PairVer
         out["owner"] = args.owner
         if skipped:
             out["skipped_specimens"] = skipped
-    results = [(sid, label, verifier.score(query, [prepared])) for sid, label, prepared in specimens]
-    results.sort(key=lambda r: -r[2].features.similarity)
+    result = verifier.score(query, [prepared for _, _, prepared in specimens])
     if args.owner is not None:
-        out["specimens"] = [{"specimen_id": sid, "label": label, "similarity": r.percent} for sid, label, r in results]
-    best = results[0][2]
-    out |= {"similarity": best.percent, "verdict": best.verdict, "threshold": verifier.threshold, "band": verifier.band}
-    features = best.features
+        listed = sorted(zip(specimens, result.specimen_percents, strict=True), key=lambda r: -r[1])
+        out["specimens"] = [{"specimen_id": sid, "label": label, "similarity": pct} for (sid, label, _), pct in listed]
+    out |= {
+        "similarity": result.percent,
+        "verdict": result.verdict,
+        "threshold": verifier.threshold,
+        "band": verifier.band,
+    }
+    features = result.features
     if isinstance(features, StampMatchFeatures):
         out["stamp_match"] = {
             "score": round(features.similarity, 6),

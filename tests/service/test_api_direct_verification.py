@@ -68,6 +68,7 @@ SHAPE_SCORING = {
     "weights": None,
     "calibration": {"method": "platt", "slope": 1.0, "intercept": 0.0, "prior": 0.5},
     "decision": {"threshold": 50.0, "band": 5.0, "basis": "test"},
+    "owner_normalisation": {"alpha": 0.75, "typical": 1.5},
 }
 
 
@@ -171,6 +172,41 @@ def test_a_signature_is_verified_by_shape_against_the_claimed_writer(direct_serv
         assert r.json()["method"] == "shape"
         assert len(r.json()["per_specimen"]) == 2
     assert np.mean([r.json()["similarity"] for r in own]) > np.mean([r.json()["similarity"] for r in others])
+
+
+def _owner_verifier(service: Service) -> Any:
+    from similarity.verifier import PairVerifier
+
+    card = json.loads((service.settings.models_dir / "similarity.json").read_text())
+    return PairVerifier.from_section("signature", card["metrics"]["scoring"]["signature_shape"])
+
+
+def test_an_owner_with_several_specimens_is_scored_on_all_of_them(direct_service: Service) -> None:
+    verifier = _owner_verifier(direct_service)
+    assert verifier.owner_normalisation is not None
+    specimens = [_signature("W-00031", seed) for seed in (1, 2)]
+    for crop in specimens:
+        assert _post(direct_service, "/v1/specimens", "admin", crop, kind="signature", owner="W-31").status_code == 201
+    query = _signature("W-00031", 7)
+    r = _post(direct_service, "/v1/compare", "clerk", query, kind="signature", owner="W-31")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = verifier.score(query, specimens)
+    assert (body["similarity"], body["verdict"]) == (expected.percent, expected.verdict)
+    assert sorted(s["similarity"] for s in body["per_specimen"]) == sorted(expected.specimen_percents)
+
+    # A third specimen changes the owner's consistency: the cached value is not reused.
+    specimens.append(_signature("W-00031", 3))
+    added = _post(direct_service, "/v1/specimens", "admin", specimens[-1], kind="signature", owner="W-31")
+    assert added.status_code == 201
+    r = _post(direct_service, "/v1/compare", "clerk", query, kind="signature", owner="W-31")
+    assert r.status_code == 200 and len(r.json()["per_specimen"]) == 3
+    assert r.json()["similarity"] == verifier.score(query, specimens).percent
+
+    # The same owner through a document inspection gets the same owner-level score.
+    body = _post(direct_service, "/v1/documents/inspect", "scanner", document_page(seed=3), owner="W-31").json()
+    claimed = [m for m in body["matches"] if m["kind"] == "signature" and m["owner"] == "W-31"]
+    assert claimed and {m["method"] for m in claimed} == {"shape"}
 
 
 def test_a_blank_signature_specimen_is_refused_and_a_blank_query_falls_back(direct_service: Service) -> None:

@@ -30,11 +30,14 @@ from similarity.signature_match import SignatureMatcher, SignatureMatchFeatures
 from similarity.stamp_match import DEFAULT_WEIGHTS as STAMP_WEIGHTS
 from similarity.stamp_match import StampMatcher
 from similarity.verifier import (
+    DEFAULT_OWNER_ALPHA,
     METHODS,
     SECTIONS,
+    OwnerNormalisation,
     PairVerifier,
     default_matcher,
     similarity_logit,
+    specimen_consistency,
     verifiers_from_metrics,
 )
 from tests.similarity.conftest import make_specimen
@@ -280,6 +283,112 @@ def test_a_signature_verifier_scores_the_writers_own_specimen_best():
     assert prepared == result
     strangers = verifier.score(query, [specimens[0], specimens[2]])
     assert strangers.percent < result.percent
+
+
+# ------------------------------------------------------------------------- owner normalisation
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_owner_normalisation_follows_its_formula():
+    norm = OwnerNormalisation(alpha=0.75, typical=1.0)
+    sims = [_sigmoid(2.0), _sigmoid(0.0), _sigmoid(1.0)]
+    # One specimen, or no consistency known: the best specimen's score.
+    assert norm.combine(sims[:1], None) == pytest.approx(sims[0])
+    assert norm.combine(sims, None) == pytest.approx(max(sims))
+    # Several: mean logit less alpha x (consistency - typical).
+    assert similarity_logit(norm.combine(sims, 3.0)) == pytest.approx(1.0 - 0.75 * 2.0)
+    assert similarity_logit(norm.combine(sims, 1.0)) == pytest.approx(1.0)
+    # A steadier owner (higher consistency) needs a closer match for the same score.
+    assert norm.combine(sims, 4.0) < norm.combine(sims, 1.0) < norm.combine(sims, -2.0)
+    with pytest.raises(PairMatchError):
+        norm.combine([], 1.0)
+
+
+def test_owner_normalisation_section_round_trips_and_refuses_bad_values():
+    verifier = PairVerifier(
+        matcher=default_matcher("signature"),
+        scorer=_fitted("signature").scorer,
+        owner_normalisation=OwnerNormalisation(alpha=0.75, typical=2.5),
+    )
+    section = json.loads(json.dumps(verifier.to_dict()))
+    assert section["owner_normalisation"]["formula"].startswith("logit(s) = mean_k")
+    back = PairVerifier.from_section("signature", section)
+    assert back.owner_normalisation == verifier.owner_normalisation
+    # A card written before the section existed scores the best specimen.
+    del section["owner_normalisation"]
+    assert PairVerifier.from_section("signature", section).owner_normalisation is None
+    bad_sections = ({"alpha": -1, "typical": 0}, {"alpha": 0.5}, {"alpha": "x", "typical": 0}, {"typical": 1})
+    for bad in bad_sections:
+        with pytest.raises(ScoringError, match="malformed"):
+            PairVerifier.from_section("signature", section | {"owner_normalisation": bad})
+
+
+def test_owner_normalisation_fit_takes_typical_from_genuine_pairs():
+    g = np.array([_sigmoid(1.0), _sigmoid(3.0), np.nan])
+    norm = OwnerNormalisation.fit("stamp", g)
+    assert norm.alpha == DEFAULT_OWNER_ALPHA["stamp"] and norm.typical == pytest.approx(2.0)
+    with pytest.raises(ScoringError):
+        OwnerNormalisation.fit("stamp", [np.nan])
+
+
+def test_specimen_consistency_compares_every_ordered_pair():
+    matcher = _ValueMatcher()
+    assert specimen_consistency(matcher, [_grey(100)]) is None and matcher.compared == 0
+    # _ValueMatcher's similarity is the second crop's level: each specimen is "specimen" K-1 times.
+    got = specimen_consistency(matcher, [_grey(100), _grey(200), _grey(150)])
+    assert matcher.compared == 6
+    expected = np.mean(similarity_logit([v / 255 for v in (200, 150, 100, 150, 100, 200)]))
+    assert got == pytest.approx(expected)
+
+
+def test_score_with_owner_normalisation_judges_the_owner_against_its_own_spread():
+    matcher = _ValueMatcher()
+    norm = OwnerNormalisation(alpha=1.0, typical=0.0)
+    verifier = PairVerifier(matcher=matcher, scorer=_fitted().scorer, owner_normalisation=norm)
+    specimens = [_grey(100), _grey(200)]
+    result = verifier.score(_grey(10), specimens)
+    consistency = specimen_consistency(matcher, specimens)
+    assert consistency is not None
+    expected = norm.combine([100 / 255, 200 / 255], consistency)
+    assert (result.percent, result.verdict) == verifier.scorer.score(float(similarity_logit(expected)))
+    assert result.specimen_index == 1
+    # Each specimen's own percent is listed, as if compared alone.
+    alone = tuple(verifier.score(_grey(10), [s]).percent for s in specimens)
+    assert result.specimen_percents == alone
+    # A cached consistency is used as given (no specimen-to-specimen comparison).
+    matcher.compared = 0
+    cached = verifier.score(_grey(10), specimens, consistency=consistency)
+    assert cached == result and matcher.compared == 2
+    # One specimen: that specimen's score, normalisation or not.
+    assert verifier.score(_grey(10), specimens[1:]).percent == alone[1]
+
+
+def test_direct_pair_scores_keep_every_reference_and_combine_like_the_verifier():
+    items = _items(3, genuine=4, forged=1)
+    levels = {i: 20 + 7 * i for i in range(len(items))}
+    protocol = owner_pairs(items, refs=2, random_owners=1)
+    matcher = _ValueMatcher()
+    scores = direct_pair_scores(protocol, lambda i: _grey(levels[i]), matcher)
+    assert set(scores.consistency) == set(protocol.references)
+    verifier = PairVerifier(
+        matcher=matcher, scorer=_fitted().scorer, owner_normalisation=OwnerNormalisation(alpha=0.75, typical=-1.0)
+    )
+    combined = scores.combined(protocol, verifier.combine)
+    for n, p in enumerate(protocol.pairs):
+        refs = [_grey(levels[r]) for r in protocol.references[p.owner]]
+        assert scores.reference_similarity[n] == tuple(levels[r] / 255 for r in protocol.references[p.owner])
+        expected = verifier.score(_grey(levels[p.query]), refs)
+        assert verifier.scorer.score(float(similarity_logit(combined.similarity[n]))) == (
+            expected.percent,
+            expected.verdict,
+        )
+    genuine = scores.genuine_reference_similarity(protocol)
+    assert genuine.size == 2 * int((protocol.categories() == "genuine").sum())
+    with pytest.raises(ValueError, match="per-reference"):
+        DirectPairScores(similarity=scores.similarity).combined(protocol, verifier.combine)
 
 
 @pytest.mark.parametrize("kind", ["stamp", "signature"])
