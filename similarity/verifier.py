@@ -97,7 +97,7 @@ EPS = 1e-6
 
 #: Weight ``alpha`` of the owner's specimen consistency, per kind (:class:`OwnerNormalisation`),
 #: chosen on held-out rendered owners by ``python -m benchmarks.multi_specimen_eval``.
-DEFAULT_OWNER_ALPHA: dict[str, float] = {"signature": 0.5, "stamp": 0.75}
+DEFAULT_OWNER_ALPHA: dict[str, float] = {"signature": 0.5, "stamp": 0.5}
 
 
 def similarity_logit(similarity: npt.ArrayLike) -> npt.NDArray[np.float64]:
