@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import csv_floats, csv_ints, machine_description
+from benchmarks.common import csv_floats, csv_ints, machine_description, write_json
 from similarity.data import load_specimen_folder, render_specimen_items
 from similarity.pairwise import PairMatchError
 from similarity.scoring import verification_metrics
@@ -153,11 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["comparisons"] = len(cache)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["machine"] = machine_description()
-    text = json.dumps(report, indent=2)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+        write_json(args.out, report)
+    print(json.dumps(report, indent=2))
     return 0
 
 
