@@ -30,7 +30,7 @@ with each other (:func:`specimen_consistency`) and ``typical`` the mean logit of
 the calibration data (so an owner of ordinary spread keeps the calibrated scale). A forgery that
 comes close to one specimen of a steady writer no longer passes on that one specimen. Measured on
 rendered writers and authorities held out of all fitting (``python -m
-benchmarks.multi_specimen_eval``, ``benchmarks/results/multi_specimen.json``); see
+benchmarks.multi_specimen_eval``, ``benchmarks/results/multi_specimen_*.json``); see
 :data:`DEFAULT_OWNER_ALPHA`. With one specimen (or a card without the section) the score is the
 best specimen's, as before. Calibration, policy and feature weights live in the similarity model
 card under ``metrics.scoring.<section>`` (:data:`SECTIONS`; written by ``customs-vision calibrate
