@@ -1,8 +1,8 @@
 """Measure a shipped detector on labelled data, through the same code that serves it.
 
 :func:`evaluate_detector` loads the model through its card (so the sha256-verified ONNX file is what
-gets measured), runs :class:`detectors.base.YoloDetector` over a labelled set with a confidence
-threshold of 0.001 (needed for a meaningful AP; precision and recall are reported at 0.25), and
+gets measured), runs the model's detector (:mod:`detectors.catalog`) over a labelled set with a
+confidence threshold of 0.001 (needed for a meaningful AP; precision and recall are reported at 0.25), and
 scores the detections with :func:`vision.metrics.evaluate_detections`.
 
 Two kinds of data set:
@@ -511,7 +511,7 @@ def evaluate_detector(
         DatasetError: the data set is missing or malformed.
         ValueError: ``view`` is not in :data:`VIEWS`.
     """
-    from detectors.base import YoloDetector
+    from detectors.catalog import detector_class
     from vision.imageio import read_image_file
 
     shown = check_view(view)
@@ -535,10 +535,12 @@ def evaluate_detector(
     if not items:
         raise DatasetError(f"no images to evaluate in {source} ({split})")
 
-    detector = YoloDetector.from_card(
+    # The detector the service runs for this model (an X-ray model's turns negatives around), at the
+    # AP threshold for every class.
+    detector = detector_class(card.name).from_card(
         card_path,
         backend_name=backend_name,
-        detector_kwargs={"conf_threshold": AP_CONF_THRESHOLD, "max_det": 300},
+        detector_kwargs={"conf_threshold": AP_CONF_THRESHOLD, "class_thresholds": {}, "max_det": 300},
         **dict(backend_kwargs or {}),
     )
     started = time.perf_counter()

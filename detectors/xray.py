@@ -2,18 +2,27 @@
 
 The whole decision policy is the table :data:`RISK_RULES`; :func:`assess_risk` applies it and
 :class:`ThreatDetector` reports it for every scan.
+
+Scanners export either a positive display (air white, dense objects dark: every dual-energy colour
+palette and most single-energy grey ones) or a negative one (air black, dense objects bright). The
+model is trained on positives and finds nothing in a negative (``evaluate xray --view
+grey-inverted`` measured mAP50 0.000), so :class:`ThreatDetector` turns a negative back before the
+model sees it (:func:`is_negative`): the scan's border, which is air or belt, is dark, and the
+content is brighter. No positive scan of the real or generated sets was mistaken for one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
+import cv2
 import numpy as np
 
 from detectors.base import YoloDetector
+from vision.letterbox import LetterboxTransform
 from vision.runtime.base import InferenceBackend
 from vision.types import Detections, Modality, ModelSpec, RiskLevel
 
@@ -106,6 +115,41 @@ def assess_risk(detections: Detections, rules: Mapping[str, RiskRule] = RISK_RUL
     return _LEVELS[level]
 
 
+#: Width of the border sampled by :func:`is_negative`, as a fraction of the shorter side.
+BORDER_FRACTION = 0.04
+#: Luma (0-255) below which a scan's border median and overall median count as dark.
+DARK_LUMA = 128
+#: How much brighter than its border (99th luma percentile minus border median) a negative's content is.
+MIN_CONTENT_CONTRAST = 32
+
+
+def is_negative(image: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3)`` uint8 X-ray scan is a negative display (air dark, dense objects bright).
+
+    A scan's border is air or conveyor belt: white on a positive display, black on a negative one.
+    The scan is a negative when the median luma of a border strip (:data:`BORDER_FRACTION` of the
+    shorter side) and of the whole image are both below :data:`DARK_LUMA`, and something in it is
+    brighter than the border by :data:`MIN_CONTENT_CONTRAST` (a uniformly dark image has nothing
+    to turn around). Measured on the 3,974 real scans and 700 generated validation scans: border
+    medians 227-255 on every positive, so none is taken for a negative; every inverted copy is.
+    """
+    luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    h, w = luma.shape
+    b = max(1, round(BORDER_FRACTION * min(h, w)))
+    border = np.concatenate([luma[:b].ravel(), luma[-b:].ravel(), luma[:, :b].ravel(), luma[:, -b:].ravel()])
+    edge = float(np.median(border))
+    return (
+        edge < DARK_LUMA
+        and float(np.median(luma)) < DARK_LUMA
+        and float(np.percentile(luma, 99)) - edge >= MIN_CONTENT_CONTRAST
+    )
+
+
+def as_positive(image: np.ndarray) -> np.ndarray:
+    """The scan as a positive display: a negative (:func:`is_negative`) inverted, anything else as is."""
+    return np.subtract(255, image, dtype=np.uint8) if is_negative(image) else image
+
+
 class ThreatDetector(YoloDetector):
     """Threat detector for X-ray scans, reporting a risk level with every inspection.
 
@@ -116,6 +160,8 @@ class ThreatDetector(YoloDetector):
             ``review`` threshold from ``risk_rules``, so exactly the detections that matter are shown.
             Pass ``{}`` to apply ``conf_threshold`` to every class.
         risk_rules: the risk policy; defaults to :data:`RISK_RULES`.
+        auto_polarity: turn negative displays into positives before the model (:func:`as_positive`;
+            module docstring). Boxes are unaffected: inverting moves no pixel.
 
     Raises:
         ValueError: the model has a class the risk policy does not cover.
@@ -135,6 +181,7 @@ class ThreatDetector(YoloDetector):
         multi_label: bool = False,
         head: str = "auto",
         risk_rules: Mapping[str, RiskRule] = RISK_RULES,
+        auto_polarity: bool = True,
     ) -> None:
         uncovered = [n for n in spec.class_names if n not in risk_rules]
         if uncovered:
@@ -145,6 +192,7 @@ class ThreatDetector(YoloDetector):
         if class_thresholds is None:
             class_thresholds = {n: risk_rules[n].review for n in spec.class_names}
         self.risk_rules = risk_rules
+        self.auto_polarity = auto_polarity
         super().__init__(
             backend=backend,
             spec=spec,
@@ -159,3 +207,10 @@ class ThreatDetector(YoloDetector):
     def risk(self, detections: Detections) -> RiskLevel:
         """Risk level of one scan's detections (see :data:`RISK_RULES`)."""
         return assess_risk(detections, self.risk_rules)
+
+    def _preprocess(
+        self, images: Sequence[np.ndarray], original_hw: Sequence[tuple[int, int]]
+    ) -> tuple[np.ndarray, list[LetterboxTransform]]:
+        if self.auto_polarity:
+            images = [as_positive(im) for im in images]
+        return super()._preprocess(images, original_hw)

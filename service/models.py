@@ -35,8 +35,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine
 
 from detectors.base import YoloDetector
-from detectors.document import MarkDetector
-from detectors.xray import ThreatDetector
+from detectors.catalog import DETECTORS as CATALOG
 from service.batching import BatchStats, MicroBatcher, OverloadedError
 from similarity.embedder import Embedder
 from similarity.registry import KINDS, SpecimenRegistry
@@ -49,8 +48,8 @@ from vision.types import Detections
 
 log = logging.getLogger(__name__)
 
-#: Model name -> the detector class that serves it.
-DETECTORS: Mapping[str, type[YoloDetector]] = {"xray": ThreatDetector, "document": MarkDetector}
+#: Model name -> the detector class that serves it (:mod:`detectors.catalog`).
+DETECTORS: Mapping[str, type[YoloDetector]] = CATALOG
 
 #: Name of the embedding model used for stamp and signature comparison.
 SIMILARITY_MODEL = "similarity"

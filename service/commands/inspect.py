@@ -101,8 +101,7 @@ class _Result:
 
 def run_inspect(args: argparse.Namespace, modality: Modality, out: TextIO | None = None) -> int:
     """Run ``inspect <modality>`` with parsed arguments; return the exit status."""
-    from detectors.document import MarkDetector
-    from detectors.xray import ThreatDetector
+    from detectors.catalog import detector_class
     from detectors.yolo import YoloOutputError
     from service.settings import Settings
     from vision.modelcard import ModelCardError
@@ -121,7 +120,7 @@ def run_inspect(args: argparse.Namespace, modality: Modality, out: TextIO | None
     if args.conf is not None:
         # One threshold for every class: drop the X-ray per-class defaults.
         detector_kwargs = {"conf_threshold": args.conf, "class_thresholds": {}}
-    detector_cls: type[YoloDetector] = ThreatDetector if modality == "xray" else MarkDetector
+    detector_cls = detector_class(modality)
     try:
         detector = detector_cls.from_card(card_path, detector_kwargs=detector_kwargs, **backend_kwargs)
     except (ModelCardError, BackendError, ValueError) as e:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from detectors.xray import RISK_RULES, XRAY_CLASSES, RiskRule, ThreatDetector, assess_risk
+from detectors.synth.xray import generate_scan
+from detectors.xray import RISK_RULES, XRAY_CLASSES, RiskRule, ThreatDetector, as_positive, assess_risk, is_negative
 from vision.runtime.base import BackendError, InferenceBackend, TensorSpec
 from vision.types import Detections, ImageRecord, ModelSpec
 
@@ -221,3 +222,41 @@ def test_rule_table_covers_exactly_the_model_classes():
 def test_rule_rejects_inconsistent_thresholds(review, alarm):
     with pytest.raises(ValueError, match="threshold"):
         RiskRule(review, alarm, "bad")
+
+
+# ------------------------------------------------------------------------------------- polarity
+
+
+class RecordingBackend(ScriptedBackend):
+    """Keeps every input tensor the detector sends."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.tensors: list[np.ndarray] = []
+
+    def run(self, inputs):
+        self.tensors.append(inputs["images"].copy())
+        return super().run(inputs)
+
+
+@pytest.mark.parametrize("greyscale", [False, True])
+def test_a_negative_scan_is_recognised_and_turned_back(greyscale: bool) -> None:
+    scan = generate_scan(7, 2, size=(160, 128), greyscale=greyscale).image
+    negative = 255 - scan
+    assert not is_negative(scan)
+    assert is_negative(negative)
+    np.testing.assert_array_equal(as_positive(negative), scan)
+    assert as_positive(scan) is scan
+    # A uniformly dark image has no content to turn around (and a dark positive scan stays as is).
+    assert not is_negative(np.full((64, 64, 3), 20, np.uint8))
+
+
+def test_the_detector_shows_the_model_a_negative_as_its_positive() -> None:
+    scan = generate_scan(7, 3, size=(SIZE * 4, SIZE * 3)).image
+    backend = RecordingBackend()
+    ThreatDetector(backend=backend, spec=spec()).detect([scan, 255 - scan])
+    np.testing.assert_array_equal(backend.tensors[0][0], backend.tensors[0][1])
+
+    plain = RecordingBackend()
+    ThreatDetector(backend=plain, spec=spec(), auto_polarity=False).detect([scan, 255 - scan])
+    assert not np.array_equal(plain.tensors[0][0], plain.tensors[0][1])
