@@ -168,17 +168,23 @@ class OwnerNormalisation:
         return cls(alpha=alpha, typical=typical)
 
     @classmethod
-    def fit(cls, kind: str, genuine_pair_similarity: npt.ArrayLike) -> OwnerNormalisation:
-        """``typical`` from genuine pairs' per-specimen scores, ``alpha`` from :data:`DEFAULT_OWNER_ALPHA`.
+    def fit(
+        cls, kind: str, genuine_pair_similarity: npt.ArrayLike, *, alpha: float | None = None
+    ) -> OwnerNormalisation:
+        """``typical`` from genuine pairs' per-specimen scores; ``alpha`` as given, else the kind's
+        :data:`DEFAULT_OWNER_ALPHA`.
 
         Raises:
-            ScoringError: no finite genuine score.
+            ScoringError: no finite genuine score; ValueError: a negative ``alpha``.
         """
+        if alpha is not None and alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
         g = np.asarray(genuine_pair_similarity, dtype=np.float64)
         g = g[np.isfinite(g)]
         if g.size == 0:
             raise ScoringError("no genuine pair to measure the typical consistency of an owner's specimens")
-        return cls(alpha=DEFAULT_OWNER_ALPHA[kind], typical=float(np.mean(similarity_logit(g))))
+        chosen = DEFAULT_OWNER_ALPHA[kind] if alpha is None else alpha
+        return cls(alpha=chosen, typical=float(np.mean(similarity_logit(g))))
 
 
 def default_matcher(kind: str, weights: Mapping[str, float] | None = None, *, use_scale: bool = False) -> PairMatcher:

@@ -8,20 +8,21 @@ stored in the similarity model card under ``metrics.scoring.stamp_aligned`` or
 ``metrics.scoring.signature_shape``, with the measurement under ``metrics.heldout_direct.<kind>``
 (``--write-card``).
 
-Protocol (:func:`similarity.evaluation.owner_pairs`): per owner of ``--data`` (``<owner>/genuine/*``,
-``<owner>/forged/*``) the first ``--refs`` genuine images by name are the registered specimens, the
-other genuine images are genuine queries, every forged image is a skilled query, and the genuine
-queries of ``--random-owners`` other owners are random impostors; a query's score combines its
-comparisons with the claimed owner's specimens as the service combines them
-(:class:`similarity.verifier.OwnerNormalisation`; with ``--refs 1`` it is that specimen's score), and
-the calibration is fitted on those combined scores. ``calibrate signatures`` also takes the real cross-media signatures
-(``--real``; owner = writer x name, the paper signature registered, the tablet one questioned),
-whose same-name-other-writer pairs are hard impostors. With ``--heldout-only`` (the default) only
-owners the card's network never trained on take part: ``heldout_fraction_of("<kind>:<owner>")``
-(a real writer's own split key) below the card's held-out fraction, which holds for folders named by
-the training's synthetic ids (``SIM-AUTH-00042``, ``SIM-W-00042``). The calibration is fitted on
-genuine pairs against every impostor category pooled at equal weight
-(:func:`similarity.evaluation.pooled_impostors`, as the embedding's calibration pools its categories).
+Protocol (:func:`similarity.evaluation.owner_pairs`): per owner of ``--data``
+(``<owner>/genuine/*``, ``<owner>/forged/*``) the first ``--refs`` genuine images by name are the
+registered specimens, the other genuine images are genuine queries, every forged image is a skilled
+query, and the genuine queries of ``--random-owners`` other owners are random impostors; a query's
+score combines its comparisons with the claimed owner's specimens as the service combines them
+(:class:`similarity.verifier.OwnerNormalisation`; with ``--refs 1`` it is that specimen's score),
+and the calibration is fitted on those combined scores. ``calibrate signatures`` also takes the real
+cross-media signatures (``--real``; owner = writer x name, the paper signature registered, the
+tablet one questioned), whose same-name-other-writer pairs are hard impostors. With
+``--heldout-only`` (the default) only owners the card's network never trained on take part:
+``heldout_fraction_of("<kind>:<owner>")`` (a real writer's own split key) below the card's held-out
+fraction, which holds for folders named by the training's synthetic ids (``SIM-AUTH-00042``,
+``SIM-W-00042``). The calibration is fitted on genuine pairs against every impostor category pooled
+at equal weight (:func:`similarity.evaluation.pooled_impostors`, as the embedding's calibration
+pools its categories).
 
 ``--render 300x4+5`` first renders ``SIM-AUTH-00000..`` authorities (``SIM-W-..`` writers for
 signatures) into ``--data`` exactly as ``customs-vision train similarity`` caches them
@@ -263,9 +264,7 @@ def _calibrate(kind: str, args: argparse.Namespace) -> int:
         scores = direct_pair_scores(protocol, lambda i: read_image_file(items[i].source), matcher, progress=_log)
         # Several specimens per owner are judged against the owner's own consistency; "typical" is
         # that of these genuine pairs, so the calibration below is fitted on the combined scores.
-        norm = OwnerNormalisation.fit(kind, scores.genuine_reference_similarity(protocol))
-        if args.owner_alpha is not None:
-            norm = OwnerNormalisation(alpha=args.owner_alpha, typical=norm.typical)
+        norm = OwnerNormalisation.fit(kind, scores.genuine_reference_similarity(protocol), alpha=args.owner_alpha)
         scores = scores.combined(protocol, norm.combine)
         used = sorted({p.query for p in protocol.pairs} | {r for refs in protocol.references.values() for r in refs})
         vectors = np.concatenate(

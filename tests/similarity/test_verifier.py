@@ -330,8 +330,11 @@ def test_owner_normalisation_fit_takes_typical_from_genuine_pairs():
     g = np.array([_sigmoid(1.0), _sigmoid(3.0), np.nan])
     norm = OwnerNormalisation.fit("stamp", g)
     assert norm.alpha == DEFAULT_OWNER_ALPHA["stamp"] and norm.typical == pytest.approx(2.0)
+    assert OwnerNormalisation.fit("stamp", g, alpha=0.25) == OwnerNormalisation(alpha=0.25, typical=norm.typical)
     with pytest.raises(ScoringError):
         OwnerNormalisation.fit("stamp", [np.nan])
+    with pytest.raises(ValueError, match="alpha"):
+        OwnerNormalisation.fit("stamp", g, alpha=-0.5)
 
 
 def test_specimen_consistency_compares_every_ordered_pair():
