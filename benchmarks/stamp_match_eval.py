@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.common import machine_description
 from similarity.data import IMAGE_SUFFIXES, heldout_fraction_of
 from similarity.scoring import verification_metrics
 from similarity.stamp_match import FEATURE_NAMES, PreparedStamp, StampMatcher, StampMatchError
@@ -154,6 +157,7 @@ def _brief(m: dict) -> dict:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     cv2.setNumThreads(1)
+    machine = machine_description()
     owners = _owners(args.root, args.specimens)
     held = [o for o in owners if heldout_fraction_of(f"stamp:{o.name}") < 0.2]
     train = [o for o in owners if heldout_fraction_of(f"stamp:{o.name}") >= 0.2]
@@ -284,6 +288,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     ct = np.array(compare_times) * 1000.0
     pt = np.array(prep_times) * 1000.0
     report = {
+        "command": f"python -m benchmarks.stamp_match_eval {shlex.join(sys.argv[1:])}".rstrip(),
+        "machine": machine,
         "root": str(args.root),
         "owners": {"heldout": len(held), "train": len(train)},
         "pairs_heldout": {k: int((lab_h == k).sum()) for k in ("genuine", "skilled", "random")},

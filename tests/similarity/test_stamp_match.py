@@ -61,6 +61,30 @@ def test_ink_map_keeps_coloured_ink_and_drops_black_text():
     assert float(m.ink.max()) == pytest.approx(1.0)
 
 
+def test_faint_coloured_impression_under_heavy_print_is_still_read_by_its_hue():
+    """Black print over a faint impression makes most dark pixels achromatic; the stamp's own
+    coloured pixels must still decide, or the print would be compared as if it were stamp ink."""
+    design = _design("round", "blue")
+    cond = ImpressionCondition(angle_deg=0.0, density=0.9, gaps=0.15)
+    imp = render_impression(design, np.random.default_rng(0), dpi=DPI, condition=cond, date="")
+    absorb = np.pad(imp.ink.absorb, ((24, 24), (24, 24), (0, 0))) * 0.35  # a faint impression
+    crop = np.clip((1.0 - absorb) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    print_mask = np.zeros(crop.shape[:2], dtype=bool)
+    for top in range(10, crop.shape[0] - 10, 14):  # lines of "printed text": dashes 6 px high
+        for left in range(4, crop.shape[1] - 12, 12):
+            print_mask[top : top + 6, left : left + 8] = True
+    crop[print_mask] = 15
+    stamp_mask = absorb.max(axis=2) > 0.05
+    assert print_mask.sum() > 2 * (stamp_mask & ~print_mask).sum()  # the print outweighs the stamp
+
+    m = ink_map(crop)
+    assert m.chromatic and m.hue is not None
+    clean = ink_map(np.clip((1.0 - absorb) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    assert clean.hue is not None and float(np.dot(m.hue, clean.hue)) > 0.95  # the stamp's ink, not the print
+    print_only = print_mask & ~cv2.dilate(stamp_mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert float(np.median(m.ink[print_only])) < 0.1
+
+
 @pytest.mark.parametrize(("angle", "scale", "shift"), [(17.0, 1.1, (9.0, -6.0)), (-32.0, 0.9, (-4.0, 11.0))])
 def test_align_recovers_a_known_rotation_scale_and_shift(angle: float, scale: float, shift: tuple[float, float]):
     spec = _crop(_design("oval"), 1)
