@@ -194,20 +194,8 @@ class YoloDetector:
         self, images: Sequence[np.ndarray], *, original_hw: Sequence[tuple[int, int]] | None = None
     ) -> tuple[list[Detections], StageTimings]:
         """Like :meth:`detect`, but return the timings instead of storing them (safe to share)."""
-        for i, image in enumerate(images):
-            if not (
-                isinstance(image, np.ndarray)
-                and image.dtype == np.uint8
-                and image.ndim == 3
-                and image.shape[2] == 3
-                and image.shape[0] > 0
-                and image.shape[1] > 0
-            ):
-                raise ValueError(
-                    f"image {i} must be a non-empty (H, W, 3) uint8 array, got "
-                    f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image).__name__)}"
-                )
-        sizes = _original_sizes(images, original_hw)
+        check_images(images)
+        sizes = original_sizes(images, original_hw)
         results: list[Detections] = []
         pre = model = post = 0.0
         calls = 0
@@ -301,12 +289,33 @@ class YoloDetector:
             )
         return output
 
+    def _decode_options(self) -> DecodeOptions:
+        """The thresholds the raw output is decoded with (a subclass may decode lower and filter later)."""
+        return self.options
+
     def _postprocess(self, output: np.ndarray, transforms: Sequence[LetterboxTransform]) -> list[Detections]:
-        decoded = decode_batch(output, self.options, head=self.head)
+        decoded = decode_batch(output, self._decode_options(), head=self.head)
         return [_to_original(d, t) for d, t in zip(decoded, transforms, strict=True)]
 
 
-def _original_sizes(
+def check_images(images: Sequence[np.ndarray]) -> None:
+    """Raise ``ValueError`` naming the first image that is not a non-empty ``(H, W, 3)`` uint8 array."""
+    for i, image in enumerate(images):
+        if not (
+            isinstance(image, np.ndarray)
+            and image.dtype == np.uint8
+            and image.ndim == 3
+            and image.shape[2] == 3
+            and image.shape[0] > 0
+            and image.shape[1] > 0
+        ):
+            raise ValueError(
+                f"image {i} must be a non-empty (H, W, 3) uint8 array, got "
+                f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image).__name__)}"
+            )
+
+
+def original_sizes(
     images: Sequence[np.ndarray], original_hw: Sequence[tuple[int, int]] | None
 ) -> list[tuple[int, int]]:
     """Each image's original ``(height, width)``: its own shape unless ``original_hw`` says otherwise."""

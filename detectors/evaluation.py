@@ -479,6 +479,7 @@ def evaluate_detector(
     breakdowns: Sequence[Breakdown] = BREAKDOWNS,
     view: str = DEFAULT_VIEW,
     command: str = "",
+    detector_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure the model of a card on a labelled set and return a metrics block for the card.
 
@@ -499,6 +500,8 @@ def evaluate_detector(
             another vendor's palette is not a hue rotation of ours, but they remove or change the
             material colour the model may lean on.
         command: the command line that reproduces this block, recorded in it.
+        detector_kwargs: further arguments of the model's detector class (e.g. ``{"flip_tta":
+            False}`` for the X-ray detector); the AP thresholds always apply.
 
     Returns:
         A JSON-ready block: ``map50``, ``map50_95``, ``precision``, ``recall`` (micro, at 0.25),
@@ -540,7 +543,12 @@ def evaluate_detector(
     detector = detector_class(card.name).from_card(
         card_path,
         backend_name=backend_name,
-        detector_kwargs={"conf_threshold": AP_CONF_THRESHOLD, "class_thresholds": {}, "max_det": 300},
+        detector_kwargs={
+            **dict(detector_kwargs or {}),
+            "conf_threshold": AP_CONF_THRESHOLD,
+            "class_thresholds": {},
+            "max_det": 300,
+        },
         **dict(backend_kwargs or {}),
     )
     started = time.perf_counter()
@@ -580,6 +588,8 @@ def evaluate_detector(
             "nms_iou": detector.options.iou_threshold,
             "max_det": detector.options.max_det,
             "input_size": list(card.spec.input_size),
+            # Test-time augmentation: the mirrored view fused in (the X-ray detector's default).
+            "flip_tta": bool(getattr(detector, "flip_tta", False)),
         },
         "seconds": round(seconds, 2),
         "model_sha256": card.sha256,

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +55,11 @@ from service.uploads import FORM_OVERHEAD_BYTES, ImageDecoder, UploadGuardMiddle
 log = logging.getLogger(__name__)
 
 
+def _detector_kwargs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Model name -> the detector arguments the settings choose."""
+    return {"xray": {"flip_tta": settings.xray_flip_tta}}
+
+
 def _backend_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.backend == "onnxruntime":
         return {"threads": settings.threads}
@@ -76,11 +81,15 @@ async def _load_and_start(app: FastAPI, settings: Settings) -> None:
             backend_kwargs=_backend_kwargs(settings),
             precision=settings.precision,
         )
-        runtime = await asyncio.to_thread(build_runtime, pool, engine=state.engine)
+        runtime = await asyncio.to_thread(
+            build_runtime, pool, engine=state.engine, detector_kwargs=_detector_kwargs(settings)
+        )
     except Exception as e:  # a loader bug must not leave /readyz "still loading" forever
         log.exception("loading the models failed")
         pool = ModelPool(loaded=True, errors={n: f"failed to load: {e!r}" for n in settings.required_models})
-        runtime = await asyncio.to_thread(build_runtime, pool, engine=state.engine)
+        runtime = await asyncio.to_thread(
+            build_runtime, pool, engine=state.engine, detector_kwargs=_detector_kwargs(settings)
+        )
     state.pipeline = InspectionPipeline.start(runtime, settings=settings, decoder=state.decoder, metrics=state.metrics)
     state.models = pool  # last: /readyz turns 200 only once the pipeline serves
     if pool.pending:
@@ -107,7 +116,9 @@ async def _retry_unavailable(app: FastAPI, settings: Settings) -> None:
             return
         await asyncio.sleep(delay)
         before, pipeline = state.models, state.pipeline
-        attempt = asyncio.ensure_future(asyncio.to_thread(_reconnect, before, pipeline.runtime, state.engine, stop))
+        attempt = asyncio.ensure_future(
+            asyncio.to_thread(_reconnect, before, pipeline.runtime, state.engine, stop, _detector_kwargs(settings))
+        )
         try:
             pool, runtime = await asyncio.shield(attempt)
         except asyncio.CancelledError:
@@ -148,14 +159,18 @@ async def _close_connected(attempt: asyncio.Future[tuple[ModelPool, ModelRuntime
 
 
 def _reconnect(
-    pool: ModelPool, runtime: ModelRuntime, engine: Engine, stop: threading.Event
+    pool: ModelPool,
+    runtime: ModelRuntime,
+    engine: Engine,
+    stop: threading.Event,
+    detector_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[ModelPool, ModelRuntime]:
     """One retry (blocking): the new pool, and ``runtime`` extended when anything changed."""
     after = connect_pending(pool, stop=stop)
     added = after.models.keys() - pool.models.keys()
     if stop.is_set() or (not added and after.errors == pool.errors):
         return after, runtime
-    return after, extend_runtime(runtime, after, added, engine=engine)
+    return after, extend_runtime(runtime, after, added, engine=engine, detector_kwargs=detector_kwargs)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

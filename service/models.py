@@ -326,12 +326,16 @@ class ModelRuntime:
         return f"The {name!r} model is not available: {reason}"
 
 
-def build_runtime(pool: ModelPool, *, engine: Engine) -> ModelRuntime:
+def build_runtime(
+    pool: ModelPool, *, engine: Engine, detector_kwargs: Mapping[str, Mapping[str, Any]] | None = None
+) -> ModelRuntime:
     """Wrap the pool's backends for their tasks; failures are recorded, never raised.
 
     Args:
         pool: loaded models (see :func:`load_models`).
         engine: database holding the specimen registry.
+        detector_kwargs: model name -> further arguments of its detector class (e.g.
+            ``{"xray": {"flip_tta": False}}``, from the settings).
 
     Returns:
         The runtime; specimens embedded by another model version are re-embedded first.
@@ -342,7 +346,9 @@ def build_runtime(pool: ModelPool, *, engine: Engine) -> ModelRuntime:
             if name in DETECTORS:
                 if model.card.task != "detect":
                     raise ModelCardError(f"it is a {model.card.task!r} model, not a detector")
-                runtime.detectors[name] = DETECTORS[name](backend=model.backend, spec=model.card.spec)
+                runtime.detectors[name] = DETECTORS[name](
+                    backend=model.backend, spec=model.card.spec, **dict((detector_kwargs or {}).get(name, {}))
+                )
             elif name == SIMILARITY_MODEL:
                 _attach_similarity(runtime, model, engine)
             else:
@@ -354,7 +360,14 @@ def build_runtime(pool: ModelPool, *, engine: Engine) -> ModelRuntime:
     return runtime
 
 
-def extend_runtime(runtime: ModelRuntime, pool: ModelPool, added: Collection[str], *, engine: Engine) -> ModelRuntime:
+def extend_runtime(
+    runtime: ModelRuntime,
+    pool: ModelPool,
+    added: Collection[str],
+    *,
+    engine: Engine,
+    detector_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ModelRuntime:
     """``runtime`` plus the models ``added`` (just connected, in ``pool``); blocking.
 
     The models ``runtime`` already serves keep their objects (detectors, embedder, registry), so
@@ -365,8 +378,13 @@ def extend_runtime(runtime: ModelRuntime, pool: ModelPool, added: Collection[str
         pool: the pool after the models connected.
         added: names of the models in ``pool.models`` that ``runtime`` has not seen loaded.
         engine: database holding the specimen registry.
+        detector_kwargs: as for :func:`build_runtime`.
     """
-    part = build_runtime(ModelPool(models={n: pool.models[n] for n in added}, loaded=True), engine=engine)
+    part = build_runtime(
+        ModelPool(models={n: pool.models[n] for n in added}, loaded=True),
+        engine=engine,
+        detector_kwargs=detector_kwargs,
+    )
     # Reasons of loaded models that cannot serve (their cards) stay; the others come from the pool.
     kept = {n: p for n, p in runtime.problems.items() if n in pool.models and n not in added}
     # ``is None``, never ``or``: an empty registry is falsy (it has a length).

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default=2048, ge=64, description="report images (image.png, annotated.png) are downscaled to this longest side"
     )
     match_top_k: int = Field(default=3, ge=1, le=50, description="specimens listed per stamp/signature")
+    xray_flip_tta: bool = Field(
+        default=True,
+        description="X-ray: also run each scan mirrored and fuse the boxes (higher mAP, twice the model time)",
+    )
 
     @field_validator("required_models", mode="before")
     @classmethod

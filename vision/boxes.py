@@ -12,10 +12,12 @@ matters because the export parity checks compare this code with models that run 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["batched_nms", "box_iou", "clip_boxes", "nms", "xywh_to_xyxy"]
+__all__ = ["batched_nms", "box_iou", "clip_boxes", "mirror_boxes", "nms", "weighted_box_fusion", "xywh_to_xyxy"]
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -89,6 +91,94 @@ def batched_nms(
     if classes.dtype.kind not in "iub":
         raise ValueError(f"class_ids must be integers, got {classes.dtype}")
     return _greedy_nms(xyxy, scores, classes.reshape(-1).astype(np.int64, copy=False), iou_threshold)
+
+
+def weighted_box_fusion(
+    views: Sequence[tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]],
+    iou_threshold: float = 0.55,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Fuse the detections of several views of one image (test-time augmentation) into one set.
+
+    Weighted box fusion (Solovyev et al., 2021) as used here: per class, boxes are taken in
+    descending score order; a box joins the cluster whose fused box it overlaps most (IoU above
+    ``iou_threshold``) unless that cluster already holds a box of the same view, otherwise it starts
+    a cluster. A cluster's box is the score-weighted mean of its boxes, and its score the *sum* of
+    its scores divided by the number of views: an object every view found keeps its mean score, one
+    that a single view of two found keeps half. That is what makes the fusion better than pooling
+    the views through NMS, which keeps every view's false positives at full score.
+
+    Args:
+        views: per view, ``(xyxy (N, 4), scores (N,), class_ids (N,))`` in the same image frame.
+        iou_threshold: overlap above which boxes of different views are the same object.
+
+    Returns:
+        ``(xyxy, scores, class_ids)`` of the clusters, in descending score order.
+
+    Raises:
+        ValueError: no views, malformed boxes, or mismatched lengths.
+    """
+    if not views:
+        raise ValueError("weighted_box_fusion needs at least one view")
+    boxes, scores, classes, view_of = [], [], [], []
+    for k, (xyxy, sc, cls) in enumerate(views):
+        b = _as_boxes(xyxy, f"view {k} boxes").astype(np.float64)
+        s = np.asarray(sc, dtype=np.float64).reshape(-1)
+        c = np.asarray(cls, dtype=np.int64).reshape(-1)
+        if not (b.shape[0] == s.shape[0] == c.shape[0]):
+            raise ValueError(f"view {k}: {b.shape[0]} boxes, {s.shape[0]} scores, {c.shape[0]} class ids")
+        boxes.append(b)
+        scores.append(s)
+        classes.append(c)
+        view_of.append(np.full(b.shape[0], k))
+    all_b, all_s = np.concatenate(boxes), np.concatenate(scores)
+    all_c, all_v = np.concatenate(classes), np.concatenate(view_of)
+    n_views = len(views)
+    out_b: list[npt.NDArray[np.float64]] = []
+    out_s: list[float] = []
+    out_c: list[int] = []
+    for c in np.unique(all_c):
+        idx = np.flatnonzero(all_c == c)
+        idx = idx[np.argsort(-all_s[idx], kind="stable")]
+        fused = np.zeros((0, 4))
+        weighted: list[npt.NDArray[np.float64]] = []
+        weight: list[float] = []
+        members: list[set[int]] = []
+        for i in idx:
+            target = -1
+            if fused.shape[0]:
+                ious = box_iou(all_b[i : i + 1], fused)[0]
+                for j in np.argsort(-ious, kind="stable"):
+                    if ious[j] <= iou_threshold:
+                        break
+                    if int(all_v[i]) not in members[j]:
+                        target = int(j)
+                        break
+            if target < 0:
+                weighted.append(all_b[i] * all_s[i])
+                weight.append(float(all_s[i]))
+                members.append({int(all_v[i])})
+                fused = np.vstack([fused, all_b[i]])
+            else:
+                weighted[target] = weighted[target] + all_b[i] * all_s[i]
+                weight[target] += float(all_s[i])
+                members[target].add(int(all_v[i]))
+                fused[target] = weighted[target] / max(weight[target], 1e-12)
+        out_b.extend(fused)
+        out_s.extend(w / n_views for w in weight)
+        out_c.extend([int(c)] * len(weight))
+    order = np.argsort(-np.asarray(out_s), kind="stable")
+    return (
+        np.asarray(out_b, dtype=np.float32).reshape(-1, 4)[order],
+        np.asarray(out_s, dtype=np.float32)[order],
+        np.asarray(out_c, dtype=np.int64)[order],
+    )
+
+
+def mirror_boxes(xyxy: npt.ArrayLike, width: float) -> npt.NDArray[np.floating]:
+    """Boxes found on a left-right mirrored image, in the unmirrored image: ``x -> width - x``."""
+    b = _as_boxes(xyxy, "xyxy").copy()
+    b[:, [0, 2]] = width - b[:, [2, 0]]
+    return b
 
 
 def clip_boxes(xyxy: npt.ArrayLike, height: int, width: int) -> npt.NDArray[np.floating]:

@@ -68,6 +68,13 @@ def register(groups: CommandGroups) -> None:
         p.add_argument("--write-card", action="store_true", help="record the result in the model card")
         p.add_argument("--key", default=None, help="metrics key in the card (default real_test / synthetic_val)")
         p.add_argument("--json", action="store_true", help="print the full metrics block as JSON")
+        if task == "xray":
+            p.add_argument(
+                "--no-flip-tta",
+                dest="flip_tta",
+                action="store_false",
+                help="measure without the mirrored view the detector fuses in by default",
+            )
         # Both store into ``view`` and default to None: argparse counts an option as given only when its value
         # is not the default object, so a default of "scanned" would let `--view scanned --greyscale` through.
         views = p.add_mutually_exclusive_group()
@@ -117,6 +124,8 @@ def _command_line(args: argparse.Namespace, real_dir: str | None) -> str:
     if args.backend != "onnxruntime":
         extra += ["--backend", args.backend]
     extra += view_arguments(_view(args))
+    if not getattr(args, "flip_tta", True):
+        extra += ["--no-flip-tta"]
     return evaluate_command(args.task, args.model, args.data, split=args.split, real_dir=real_dir, extra=extra)
 
 
@@ -147,6 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         limit=args.limit,
         view=_view(args),
         command=_command_line(args, real_dir),
+        detector_kwargs=None if getattr(args, "flip_tta", True) else {"flip_tta": False},
     )
     if args.json:
         print(json.dumps(block, indent=2))

@@ -65,6 +65,14 @@ def register(groups: CommandGroups) -> None:
             + ("each class's review threshold from the risk table)" if modality == "xray" else "0.25)"),
         )
         p.add_argument("--threads", type=_positive_int, default=None, help="ONNX Runtime intra-op threads")
+        if modality == "xray":
+            p.add_argument(
+                "--no-flip-tta",
+                dest="flip_tta",
+                action="store_false",
+                default=None,
+                help="do not also run each scan mirrored (default: CV_XRAY_FLIP_TTA, on)",
+            )
         p.set_defaults(func=_handler(modality))
 
 
@@ -120,6 +128,9 @@ def run_inspect(args: argparse.Namespace, modality: Modality, out: TextIO | None
     if args.conf is not None:
         # One threshold for every class: drop the X-ray per-class defaults.
         detector_kwargs = {"conf_threshold": args.conf, "class_thresholds": {}}
+    if modality == "xray":
+        flip_tta = getattr(args, "flip_tta", None)
+        detector_kwargs["flip_tta"] = settings.xray_flip_tta if flip_tta is None else flip_tta
     detector_cls = detector_class(modality)
     try:
         detector = detector_cls.from_card(card_path, detector_kwargs=detector_kwargs, **backend_kwargs)

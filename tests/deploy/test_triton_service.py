@@ -145,7 +145,7 @@ def assert_same_report(expected: dict[str, Any], got: dict[str, Any]) -> None:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_inspect_through_triton_matches_onnxruntime(local: Service, remote: dict[str, Service], protocol: str) -> None:
     svc = remote[protocol]
-    risks, found = set(), 0
+    risks, counts = set(), []
     for image in scenes(4, seed=5):
         data = png(image)
         expected, got = inspect(local, data), inspect(svc, data)
@@ -153,9 +153,10 @@ def test_inspect_through_triton_matches_onnxruntime(local: Service, remote: dict
         assert got.status_code == 200, got.text
         assert_same_report(expected.json(), got.json())
         risks.add(expected.json()["risk"])
-        found += len(expected.json()["detections"])
-    # The comparison means something only if the tiny detector finds things and rates scans apart.
-    assert found > 0 and len(risks) > 1
+        counts.append(len(expected.json()["detections"]))
+    # The comparison means something only if the tiny detector finds things and tells scans apart
+    # (with the mirrored view fused in, its scores are steadier and every scan here is "review").
+    assert min(counts) > 0 and len(set(counts)) > 1 and risks <= {"clear", "review", "alarm"}
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -256,3 +256,17 @@ def test_explicit_key_overrides_the_view_suffix(white_real, tmp_path, capsys):
     assert block["view"] == "hue rotated by -25 degrees (HSV)" and block["num_images"] == 2
     assert block["command"].endswith("--limit 2 --view hue-25")
     assert "recorded as metrics['vendor_b']" in capsys.readouterr().out
+
+
+def test_the_mirrored_view_is_measured_by_default_and_can_be_left_out(white_real, tmp_path, capsys):
+    card_path = write_model(tmp_path / "models", "xray", XRAY_CLASSES)
+    argv = ["evaluate", "xray", "--model", str(card_path), "--data", "real", "--real", str(white_real)]
+    argv += ["--threads", "1", "--limit", "2", "--write-card"]
+    assert main([*argv, "--key", "with"]) == 0
+    assert main([*argv, "--key", "without", "--no-flip-tta"]) == 0
+    metrics = ModelCard.load(card_path).metrics
+    assert metrics["with"]["detector"]["flip_tta"] is True
+    assert metrics["without"]["detector"]["flip_tta"] is False
+    recorded = shlex.split(metrics["without"]["command"])
+    assert recorded[-1] == "--no-flip-tta" and build_parser().parse_args(recorded[1:]).flip_tta is False
+    capsys.readouterr()

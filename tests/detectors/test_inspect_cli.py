@@ -139,9 +139,12 @@ def test_xray_jsonl_over_a_folder_and_files(scans, capsys):
 
 
 def test_batch_size_does_not_change_the_results(scans, capsys):
-    _, batched, _ = run(capsys, "inspect", "xray", str(scans), "--batch", "8")
+    code, batched, _ = run(capsys, "inspect", "xray", str(scans), "--batch", "8")
     _, single, _ = run(capsys, "inspect", "xray", str(scans), "--batch", "1")
     assert batched == single and len(batched) == 4
+    # Without the mirrored view (the detector's default adds it) every image still gets its line.
+    plain_code, plain, _ = run(capsys, "inspect", "xray", str(scans), "--no-flip-tta")
+    assert plain_code == code and [json.loads(r)["image"] for r in plain] == [json.loads(r)["image"] for r in batched]
 
 
 def test_all_images_ok_exits_zero_and_conf_overrides_every_class(env, capsys):

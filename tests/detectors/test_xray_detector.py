@@ -20,7 +20,9 @@ class ScriptedBackend:
     """A backend whose anchor-free output is scripted per image from the image's brightness.
 
     Image ``k`` (mean pixel value ``k``, as made by :func:`image`) gets one box at
-    ``(k, k)-(k+4, k+4)`` in network pixels with the class and score of ``script[k]``.
+    ``(k, k)-(k+4, k+4)`` in network pixels with the class and score of ``script[k]``. The box does
+    not move when the image is mirrored, so the tests using it switch ``flip_tta`` off (see
+    :class:`BlobBackend` for the mirrored view).
     """
 
     name = "scripted"
@@ -82,7 +84,7 @@ def test_backend_fake_satisfies_the_protocol():
 def test_batches_are_chunked_by_max_batch_and_kept_in_order():
     script = {k: (k % NC, 0.9) for k in range(10, 17)}
     backend = ScriptedBackend(script)
-    detector = ThreatDetector(backend=backend, spec=spec(max_batch=3))
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=3), flip_tta=False)
 
     dets = detector.detect([image(k) for k in range(10, 17)])
 
@@ -94,7 +96,7 @@ def test_batches_are_chunked_by_max_batch_and_kept_in_order():
 
 def test_static_batch_graph_is_filled_with_padding_images():
     backend = ScriptedBackend({20: (HANDGUN, 0.9)}, batch=4)
-    detector = ThreatDetector(backend=backend, spec=spec(max_batch=16))
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=16), flip_tta=False)
 
     dets = detector.detect([image(20)] * 5)
 
@@ -105,7 +107,7 @@ def test_static_batch_graph_is_filled_with_padding_images():
 def test_default_thresholds_are_the_review_thresholds():
     # scissors at 0.30 is under its review threshold (0.35) and is not reported; handgun at 0.30 is.
     backend = ScriptedBackend({10: (SCISSORS, 0.30), 11: (HANDGUN, 0.30)})
-    detector = ThreatDetector(backend=backend, spec=spec())
+    detector = ThreatDetector(backend=backend, spec=spec(), flip_tta=False)
     assert [len(d) for d in detector.detect([image(10), image(11)])] == [0, 1]
     expected = {name: rule.review for name, rule in RISK_RULES.items()}
     assert dict(zip(XRAY_CLASSES, detector.options.thresholds.tolist(), strict=True)) == pytest.approx(expected)
@@ -113,14 +115,14 @@ def test_default_thresholds_are_the_review_thresholds():
 
 def test_one_global_threshold_when_class_thresholds_are_empty():
     backend = ScriptedBackend({10: (SCISSORS, 0.30)})
-    detector = ThreatDetector(backend=backend, spec=spec(), conf_threshold=0.2, class_thresholds={})
+    detector = ThreatDetector(backend=backend, spec=spec(), conf_threshold=0.2, class_thresholds={}, flip_tta=False)
     (det,) = detector.detect([image(10)])
     assert det.labels == ["scissors_blade"]
 
 
 def test_inspect_batch_builds_reports_with_risk_models_and_timings():
     backend = ScriptedBackend({10: (HANDGUN, 0.9), 11: (CASH, 0.5), 12: (KNIFE, 0.1)})
-    detector = ThreatDetector(backend=backend, spec=spec(max_batch=8))
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=8), flip_tta=False)
 
     reports = detector.inspect_batch([record(10), record(11), record(12)])
 
@@ -158,6 +160,74 @@ def test_backend_returning_the_wrong_output_is_reported():
     detector = ThreatDetector(backend=Renamed({}), spec=spec())
     with pytest.raises(BackendError, match="'output0'"):
         detector.detect([image(1)])
+
+
+# ------------------------------------------------------------------------- the mirrored view (TTA)
+
+
+class BlobBackend(ScriptedBackend):
+    """Boxes the dark (dense) pixels of each image (a model that really looks): mirroring the image
+    mirrors the box. ``left_score`` / ``right_score``: the score when the blob's centre lies in the
+    left / right half of the network input, so the two views of one scan can disagree."""
+
+    def __init__(self, left_score: float, right_score: float, cls: int = HANDGUN) -> None:
+        super().__init__({})
+        self.left_score, self.right_score, self.cls = left_score, right_score, cls
+
+    def run(self, inputs):
+        x = inputs["images"]
+        self.calls.append(x.shape[0])
+        out = np.zeros((x.shape[0], 4 + NC, 3), np.float32)
+        out[:, :4] = 1.0
+        for b in range(x.shape[0]):
+            ys, xs = np.nonzero(x[b].mean(axis=0) < 0.1)
+            if xs.size:
+                x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+                out[b, :4, 0] = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+                left = (x1 + x2) / 2 < SIZE / 2
+                out[b, 4 + self.cls, 0] = self.left_score if left else self.right_score
+        return {"output0": out}
+
+
+def blob_scan() -> np.ndarray:
+    """A scan (air white) with one dense object left of centre, at x 4..12, y 10..20 (network pixels)."""
+    img = np.full((SIZE, SIZE, 3), 230, np.uint8)
+    img[10:20, 4:12] = 0
+    return img
+
+
+def test_the_mirrored_view_runs_in_the_same_batch_and_agreeing_views_keep_their_box_and_score():
+    backend = BlobBackend(0.8, 0.8)
+    detector = ThreatDetector(backend=backend, spec=spec(max_batch=8))
+    assert detector.flip_tta  # the default: what the service and the card's metrics use
+
+    (det,) = detector.detect([blob_scan()])
+
+    assert backend.calls == [2]  # the scan and its mirror image, one model call
+    assert det.labels == ["handgun"]
+    np.testing.assert_allclose(det.xyxy[0], [4, 10, 12, 20], atol=1e-4)
+    assert det.confidence[0] == pytest.approx(0.8)
+    assert detector.last_timings.images == 1
+
+
+def test_an_object_only_one_view_finds_keeps_half_its_score():
+    # Found at 0.9 as scanned (left half), missed mirrored (right half): fused score 0.45.
+    backend = BlobBackend(0.9, 0.0)
+    (det,) = ThreatDetector(backend=backend, spec=spec(), class_thresholds={"handgun": 0.4}).detect([blob_scan()])
+    assert det.confidence.tolist() == pytest.approx([0.45])
+    # The class threshold applies to the fused score: at 0.5 the object is not reported.
+    (det,) = ThreatDetector(backend=backend, spec=spec(), class_thresholds={"handgun": 0.5}).detect([blob_scan()])
+    assert len(det) == 0
+    # Without the mirrored view the one view's score is reported as is.
+    (det,) = ThreatDetector(backend=backend, spec=spec(), flip_tta=False).detect([blob_scan()])
+    assert det.confidence.tolist() == pytest.approx([0.9])
+
+
+def test_views_decode_low_enough_for_a_fused_score_to_reach_the_threshold():
+    # 0.3 as scanned is below the 0.5 threshold on its own, but with 0.9 mirrored the mean is 0.6.
+    backend = BlobBackend(0.3, 0.9)
+    (det,) = ThreatDetector(backend=backend, spec=spec(), class_thresholds={"handgun": 0.5}).detect([blob_scan()])
+    assert det.confidence.tolist() == pytest.approx([0.6])
 
 
 # ------------------------------------------------------------------------------ the risk table

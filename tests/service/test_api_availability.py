@@ -325,3 +325,14 @@ def test_concurrent_requests_are_batched_and_answered_correctly(
         assert runner_type is MicroBatcher and max(sizes) > 1
     else:
         assert runner_type is SerialRunner and set(sizes) == {1}
+
+
+def test_the_mirrored_xray_view_is_on_by_default_and_an_operator_setting(
+    service: Service, start_service: Callable[..., Any]
+) -> None:
+    detector = service.client.app.state.pipeline.runtime.detectors["xray"]  # type: ignore[attr-defined]
+    assert detector.flip_tta is True
+    with start_service(xray_flip_tta=False) as svc:
+        detector = svc.client.app.state.pipeline.runtime.detectors["xray"]
+        assert detector.flip_tta is False
+        assert _xray(svc.client, svc.auth("scanner")).status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.boxes import batched_nms, box_iou, clip_boxes, nms, xywh_to_xyxy
+from vision.boxes import batched_nms, box_iou, clip_boxes, mirror_boxes, nms, weighted_box_fusion, xywh_to_xyxy
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +192,44 @@ def test_xywh_to_xyxy(tv_ops):
     assert out.dtype == np.float32
     expected = tv_ops.box_convert(_t(cxcywh), "cxcywh", "xyxy").numpy()
     np.testing.assert_allclose(out, expected)
+
+
+# ------------------------------------------------------------------------------ weighted box fusion
+
+
+def test_fusion_averages_matching_boxes_by_score_and_halves_lone_ones():
+    view_a = ([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.6], [0, 0])
+    view_b = ([[2, 0, 12, 10]], [0.3], [0])
+    xyxy, scores, classes = weighted_box_fusion([view_a, view_b], iou_threshold=0.55)
+    # The overlapping pair (IoU 0.67) fuses: box weighted 0.9 : 0.3, score (0.9 + 0.3) / 2.
+    np.testing.assert_allclose(xyxy, [[0.5, 0, 10.5, 10], [50, 50, 60, 60]], atol=1e-5)
+    np.testing.assert_allclose(scores, [0.6, 0.3], atol=1e-6)
+    assert classes.tolist() == [0, 0]
+
+
+def test_fusion_keeps_classes_and_views_apart():
+    same_place = [[0, 0, 10, 10]]
+    # Another class at the same place is another object.
+    _, scores, classes = weighted_box_fusion([(same_place, [0.8], [0]), (same_place, [0.8], [1])])
+    assert sorted(classes.tolist()) == [0, 1] and scores.tolist() == pytest.approx([0.4, 0.4])
+    # Two boxes of one view never fuse with each other (NMS already decided they are two objects):
+    # the second view's box joins the best-scoring one only.
+    view_a = ([[0, 0, 10, 10], [1, 0, 11, 10]], [0.8, 0.7], [0, 0])
+    view_b = ([[0, 0, 10, 10]], [0.6], [0])
+    _, scores, _ = weighted_box_fusion([view_a, view_b])
+    assert scores.tolist() == pytest.approx([0.7, 0.35])
+
+
+def test_fusion_of_nothing_and_bad_input():
+    xyxy, scores, classes = weighted_box_fusion([(np.zeros((0, 4)), [], []), (np.zeros((0, 4)), [], [])])
+    assert xyxy.shape == (0, 4) and scores.shape == (0,) and classes.shape == (0,)
+    with pytest.raises(ValueError, match="at least one view"):
+        weighted_box_fusion([])
+    with pytest.raises(ValueError, match="view 0"):
+        weighted_box_fusion([([[0, 0, 1, 1]], [0.5, 0.4], [0])])
+
+
+def test_mirror_boxes_is_its_own_inverse():
+    boxes = np.array([[2.0, 3.0, 10.0, 8.0]])
+    np.testing.assert_allclose(mirror_boxes(boxes, 100), [[90.0, 3.0, 98.0, 8.0]])
+    np.testing.assert_allclose(mirror_boxes(mirror_boxes(boxes, 100), 100), boxes)
