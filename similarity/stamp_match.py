@@ -39,11 +39,13 @@ Measured (``benchmarks/stamp_match_eval.py``, 69 held-out rendered authorities, 
 specimens; ``benchmarks/results/stamp_match.json``): better than the CNN cosine on skilled
 forgeries (EER 0.333 vs 0.464) and random stamps (0.051 vs 0.138), but far from solving skilled
 forgeries: an altered character is still near chance (0.442). Before the second chromatic test of
-step 1 (and the weights refitted with it) the same benchmark gave ~0.35 skilled and ~0.08 random. Tried and dropped (same
-benchmark): a consensus reference (the union of an owner's aligned specimens) with a mask over the
-regions where specimens disagree (date lines) - skilled EER 0.36-0.40, random 0.09-0.12, no better
-on dated stamps (the mask cannot tell a changed date from a gapped impression); best of three
-specimens instead of two - random 0.058, skilled unchanged (0.36).
+step 1 (and the weights refitted with it) the same benchmark gave ~0.35 skilled and ~0.08 random.
+Tried and dropped (same benchmark): a consensus reference (the union of an owner's aligned
+specimens) with a mask over the regions where specimens disagree (date lines) - skilled EER
+0.36-0.40, random 0.09-0.12, no better on dated stamps (the mask cannot tell a changed date from a
+gapped impression); best of three specimens instead of two - random 0.058, skilled unchanged
+(0.36); counting only query ink inside the specimen's outline (convex hull + 6 px) - skilled 0.319,
+random 0.058 against 0.333 / 0.051, within noise.
 
 :class:`StampMatcher` wraps the three steps, keeps the prepared specimens, and with several
 specimens of one owner returns the comparison with the best (most similar) specimen.
