@@ -14,8 +14,8 @@ A bag can lie either way round on the belt, so a scan and its left-right mirror 
 likely; :class:`ThreatDetector` runs the model on both (one batch of twice the images) and fuses
 the two sets of boxes (:func:`vision.boxes.weighted_box_fusion`): an object found in both views keeps
 its mean score and a mean box, one found in a single view half its score. On the held-out real scans
-(class-agnostic, model 2026.11.22.1707) that raised mAP50 from 0.646 to 0.665 and mAP50-95 from 0.240
-to 0.258, the grey view from 0.576 to 0.597 and the TIP validation set from 0.532 to 0.542, for twice
+(class-agnostic, model 2026.11.22.1707) that raised mAP50 from 0.646 to 0.664 and mAP50-95 from 0.240
+to 0.258, the grey view from 0.576 to 0.596 and the TIP validation set from 0.532 to 0.541, for twice
 the model time (``flip_tta=False`` or ``CV_XRAY_FLIP_TTA=false`` turns it off). Flipping upside down
 as well (four views) measured lower (0.652): the model was trained with left-right flips only.
 """
@@ -51,7 +51,7 @@ XRAY_CLASSES: tuple[str, ...] = (
 
 #: Views of a scan that :class:`ThreatDetector` runs with ``flip_tta``: as scanned and mirrored.
 FLIP_VIEWS: tuple[str, ...] = ("as scanned", "mirrored left-right")
-#: IoU above which boxes of the two views are one object (0.45 / 0.55 / 0.65 measured 0.663 / 0.665 / 0.659
+#: IoU above which boxes of the two views are one object (0.45 / 0.55 / 0.65 measured 0.663 / 0.664 / 0.659
 #: real-scan mAP50 on model 2026.11.22.1707).
 FLIP_FUSION_IOU = 0.55
 #: Lowest score a view's box is decoded at (the evaluation's AP threshold).

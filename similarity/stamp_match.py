@@ -95,7 +95,7 @@ CHROMATIC_RATIO = 0.15
 MIN_CHROMA = 0.05
 #: Share of a crop's inked pixels that must be clearly coloured for a crop whose darkest ink is
 #: black (printed text over a faint coloured impression) to be treated as chromatic; a black or
-#: dark-violet stamp in a colour scan has ~1 % (colour fringes), a faint coloured one under text 8-50 %.
+#: dark-violet stamp in a colour scan has ~1 % (colour fringes), a faint coloured one under text 8-85 %.
 COLOURED_FRACTION = 0.05
 #: Ink-map value from which a pixel counts as ink in the binary comparisons.
 INK_THRESHOLD = 0.3
