@@ -15,10 +15,12 @@ from similarity.pairwise import BlankCropError, PairMatchError
 from similarity.stamp_match import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
+    LATER_FEATURES,
     BlankStampError,
     StampMatcher,
     StampMatchError,
     align,
+    hue_noise,
     ink_map,
 )
 
@@ -118,6 +120,37 @@ def test_genuine_reimpression_is_more_similar_than_altered_text():
     assert f.similarity < g.similarity
     # verify() keeps the best specimen: adding the forged one as a "specimen" cannot lower g.
     assert matcher.verify(genuine, [spec, spec]).similarity == pytest.approx(g.similarity)
+
+
+@pytest.mark.parametrize("ink", ["blue", "red"])
+def test_a_colour_copy_has_a_wandering_hue_and_an_impression_does_not(ink: str):
+    """A pad holds one dye; a copier lays the colour as misregistered cyan/magenta/yellow dots."""
+    design = _design("round", ink)
+    spec, genuine = _crop(design, 30), _crop(design, 31)
+    copy = _crop(forge(design, ForgeryKind.PHOTOCOPY, np.random.default_rng(4)), 31)
+    assert hue_noise(genuine) < 0.5 < 2.0 < hue_noise(copy)
+    # Scanner noise alone is not a wandering hue: the same impression with colour noise stays low.
+    noisy = np.clip(genuine + np.random.default_rng(5).normal(0.0, 4.0, genuine.shape), 0, 255).astype(np.uint8)
+    assert hue_noise(noisy) < 1.0
+    grey = cv2.cvtColor(cv2.cvtColor(copy, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    assert hue_noise(grey) == 0.0  # no colour, nothing to measure: neutral, not suspicious
+
+    matcher = StampMatcher()
+    g, c = matcher.compare(genuine, spec), matcher.compare(copy, spec)
+    assert g.hue_noise == pytest.approx(hue_noise(genuine)) and c.hue_noise == pytest.approx(hue_noise(copy))
+    assert c.similarity < g.similarity
+    # The cue is the query's own: a greyscale specimen does not switch it off.
+    grey_spec = cv2.cvtColor(cv2.cvtColor(spec, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    assert matcher.compare(copy, grey_spec).hue_noise == pytest.approx(c.hue_noise)
+
+
+def test_weights_written_before_the_later_features_weigh_them_zero():
+    design = _design("rect")
+    old = {k: v for k, v in DEFAULT_WEIGHTS.items() if k not in LATER_FEATURES}
+    explicit = {**old, **dict.fromkeys(LATER_FEATURES, 0.0)}
+    a = StampMatcher(weights=old).compare(_crop(design, 20), _crop(design, 21))
+    b = StampMatcher(weights=explicit).compare(_crop(design, 20), _crop(design, 21))
+    assert a.similarity == pytest.approx(b.similarity, abs=1e-12)
 
 
 def test_features_vector_follows_feature_names():
