@@ -115,7 +115,7 @@ def register(groups: CommandGroups) -> None:
         "similarity",
         help="measure the similarity model on <owner>/genuine|forged folders",
         description="The first K genuine images per owner (sorted by name) become the registered specimens, the "
-        "rest are questioned crops. Prints EER, ROC AUC, FAR at 1%% FRR and score distributions as JSON. When the "
+        "rest are questioned crops. Prints EER, ROC AUC, FAR at 1 % FRR and score distributions as JSON. When the "
         "card has the direct verifier of --kind (stamps: aligned comparison; signatures: shape comparison), a "
         "'direct' block measures it too (1:1 against the claimed owner; random impostors from --random-owners "
         "other owners).",
