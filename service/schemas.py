@@ -151,6 +151,24 @@ class SpecimenOut(BaseModel):
         )
 
 
+class SpecimenCheckOut(BaseModel):
+    """A reason to doubt a newly registered specimen (it is registered all the same)."""
+
+    code: Literal["no_colour", "copy_like", "no_ink"]
+    detail: str
+
+
+class SpecimenCreatedOut(SpecimenOut):
+    """``POST /v1/specimens``: the registered specimen, and what the checks at registration found."""
+
+    checks: list[SpecimenCheckOut] = Field(
+        default_factory=list,
+        description="stamps: no_colour (greyscale or black ink: print under it cannot be told from stamp ink), "
+        "copy_like (colour wandering like a photocopy's or print's), no_ink (no stamp ink found); empty when "
+        "none applies. Measured once, at registration; not listed by GET.",
+    )
+
+
 class SpecimenListOut(BaseModel):
     """``GET /v1/specimens``."""
 

@@ -8,13 +8,25 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Form, Query, Response, status
 
 from service.deps import AdminKey, ClerkKey, ImageUpload, PipelineDep, StoreDep
 from service.errors import InvalidRequestError
 from service.pipeline import MAX_LABEL_CHARS, normalise_owners
-from service.schemas import PNG_RESPONSE, READ_ROUTE_ERRORS, UPLOAD_ROUTE_ERRORS, Kind, SpecimenListOut, SpecimenOut
+from service.schemas import (
+    PNG_RESPONSE,
+    READ_ROUTE_ERRORS,
+    UPLOAD_ROUTE_ERRORS,
+    Kind,
+    SpecimenCheckOut,
+    SpecimenCreatedOut,
+    SpecimenListOut,
+    SpecimenOut,
+)
 from service.uploads import read_upload
+from similarity.pairwise import BlankCropError
+from similarity.stamp_match import StampMatchError, specimen_checks
 from vision.imageio import encode_png
 
 router = APIRouter(prefix="/v1/specimens", tags=["specimens"])
@@ -34,8 +46,13 @@ async def create_specimen(
     store: StoreDep,
     response: Response,
     label: LabelField = "",
-) -> SpecimenOut:
-    """Register the uploaded crop as a specimen of ``owner``."""
+) -> SpecimenCreatedOut:
+    """Register the uploaded crop as a specimen of ``owner``.
+
+    A stamp is also checked for what would make it a poor reference (``checks``): no colour, a
+    colour that wanders like a photocopy's, no ink found. It is registered all the same; the clerk
+    decides whether the archive has a better impression.
+    """
     owners = normalise_owners([owner])
     if not owners:
         raise InvalidRequestError("Form field 'owner' must not be empty.", code="missing_field")
@@ -50,8 +67,24 @@ async def create_specimen(
         label=label.strip(),
         models=pipeline.similarity_versions(),
     )
+    checks = await asyncio.to_thread(_stamp_checks, crop.record.pixels) if kind == "stamp" else []
     response.headers["Location"] = f"/v1/specimens/{info.id}"
-    return SpecimenOut.from_core(info)
+    return SpecimenCreatedOut(**SpecimenOut.from_core(info).model_dump(), checks=checks)
+
+
+def _stamp_checks(pixels: np.ndarray) -> list[SpecimenCheckOut]:
+    try:
+        return [SpecimenCheckOut(code=c.code, detail=c.detail) for c in specimen_checks(pixels)]  # type: ignore[arg-type]
+    except BlankCropError:
+        return [
+            SpecimenCheckOut(
+                code="no_ink",
+                detail="No stamp ink was found in the crop: stamps compared with it fall back to the embedding's "
+                "score. Register a crop that holds the impression.",
+            )
+        ]
+    except StampMatchError:  # too small to compare: the comparisons say so when they happen
+        return []
 
 
 @router.get("", responses=READ_ROUTE_ERRORS)

@@ -126,6 +126,27 @@ def test_a_recarved_stamp_scores_below_a_genuine_impression(aligned_service: Ser
     assert again.json()["similarity"] == g["similarity"]
 
 
+def test_registering_a_stamp_reports_what_makes_it_a_poor_specimen(aligned_service: Service) -> None:
+    """Registered all the same (201); ``checks`` tells the clerk why the comparisons may suffer."""
+    design = _design()
+    clean = _stamp(design, 11)
+    grey = np.repeat(clean.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    copy = _stamp(forge(design, ForgeryKind.PHOTOCOPY, np.random.default_rng(2)), 11)
+    found = {}
+    for name, pixels in (("clean", clean), ("grey", grey), ("copy", copy)):
+        r = _post(aligned_service, "/v1/specimens", "admin", pixels, kind="stamp", owner="AUTH-CHECKS", label=name)
+        assert r.status_code == 201, r.text
+        found[name] = [c["code"] for c in r.json()["checks"]]
+        assert all(c["detail"] for c in r.json()["checks"])
+    assert found == {"clean": [], "grey": ["no_colour"], "copy": ["copy_like"]}
+
+    sig = _post(aligned_service, "/v1/specimens", "admin", scribble(seed=4), kind="signature", owner="W-CHECKS")
+    assert sig.status_code == 201 and sig.json()["checks"] == []
+    listed = aligned_service.client.get("/v1/specimens?owner=AUTH-CHECKS", headers=aligned_service.auth("clerk"))
+    assert listed.status_code == 200 and listed.json()["count"] == 3
+    assert all("checks" not in s for s in listed.json()["specimens"])  # measured at registration only
+
+
 def test_a_blank_stamp_specimen_is_refused_and_a_blank_query_falls_back(aligned_service: Service) -> None:
     paper = np.full((120, 160, 3), 246, np.uint8)
     r = _post(aligned_service, "/v1/specimens", "admin", paper, kind="stamp", owner="AUTH-BLANK")
