@@ -285,6 +285,25 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         vals = np.array([np.nan_to_num(f[:, n] * sign, nan=-1e6).max() for f in held_pairs.feats])
         single[name] = _brief(_metrics(vals, lab_h, kind_h)) | {"sign": sign}
 
+    # What the questioned crop shows by itself (StampMatcher.findings), per kind of query.
+    def findings_of(path: Path) -> list[str]:
+        q = prepared[path]
+        return [f.code for f in matcher.findings(q)] if q is not None else ["blank"]
+
+    findings: dict[str, Any] = {}
+    for (qpath, _), label, kind in zip(held_pairs.paths, lab_h, kind_h, strict=True):
+        codes = findings_of(qpath)
+        row = findings.setdefault(str(kind or label), {"queries": 0})
+        row["queries"] += 1
+        for code in codes:
+            row[code] = row.get(code, 0) + 1
+    achromatic = np.array(["no_colour" in findings_of(q) for q, _ in held_pairs.paths])
+    s_match, _ = fit_and_score(no_scale, False)
+    by_colour = {
+        name: _brief(_metrics(s_match[sel], lab_h[sel], kind_h[sel]))
+        for name, sel in (("query_no_colour", achromatic), ("query_colour", ~achromatic))
+    }
+
     ct = np.array(compare_times) * 1000.0
     pt = np.array(prep_times) * 1000.0
     report = {
@@ -297,6 +316,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "summary_eer": {k: _brief(v) for k, v in results.items()},
         "metrics": results,
         "single_feature_eer": single,
+        "findings": {
+            "protocol": "held-out queries by kind (genuine, random, or the forgery kind), and how many "
+            "StampMatcher.findings flags: copy_like (colour wandering like a copy's), no_colour (greyscale)",
+            "counts": findings,
+            "stamp_match_eer_by_query_colour": by_colour,
+        },
         "weights": weights,
         "timing_ms": {
             "compare_per_specimen": {

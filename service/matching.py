@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import InvalidRequestError, ModelUnavailableError, NotFoundError, sentence
-from similarity.pairwise import BlankCropError, PairMatchError
+from similarity.pairwise import BlankCropError, Finding, PairMatchError
 from similarity.registry import (
     KINDS,
     RegistryError,
@@ -66,12 +66,15 @@ class SpecimenMatch:
         kind: ``"stamp"`` or ``"signature"``.
         claimed: whether the request named this owner.
         method: ``"aligned"``, ``"shape"`` or ``"embedding"``: what produced the percentage.
+        findings: what the detected mark shows by itself (direct comparison only; e.g. a stamp
+            whose colour wanders like a photocopy's).
     """
 
     match: Match
     kind: str
     claimed: bool
     method: Method = EMBEDDING
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Comparison:
         owner: its owner.
         per_specimen: every specimen compared, best first.
         method: ``"aligned"``, ``"shape"`` or ``"embedding"``: what produced the percentages.
+        findings: what the uploaded crop shows by itself (direct comparison only).
     """
 
     kind: str
@@ -113,6 +117,7 @@ class Comparison:
     owner: str
     per_specimen: tuple[SpecimenScore, ...]
     method: Method = EMBEDDING
+    findings: tuple[Finding, ...] = ()
 
 
 def _translated(call: Callable[[], V]) -> V:
@@ -334,7 +339,7 @@ class SpecimenMatcher:
                     threshold=verifier.threshold,
                     verdict=result.verdict,
                 )
-                return SpecimenMatch(match, kind, claimed=claimed, method=verifier.method)
+                return SpecimenMatch(match, kind, claimed=claimed, method=verifier.method, findings=result.findings)
         match = self.scorer(kind).match(cosine, detection=index, specimen_id=specimen_id, owner=owner)
         return SpecimenMatch(match, kind, claimed=claimed, method=EMBEDDING)
 
@@ -436,6 +441,7 @@ class SpecimenMatcher:
             owner=infos[best_id].owner,
             per_specimen=tuple(scores),
             method=verifier.method,
+            findings=result.findings,
         )
 
     # ----------------------------------------------------------------------------- specimens

@@ -135,7 +135,8 @@ class RecordStore:
             payload["claimed_owners"] = body.claimed_owners
             payload["matches"] = [
                 {"detection": m.detection, "specimen_id": m.specimen_id, "owner": m.owner,
-                 "similarity": m.similarity, "verdict": m.verdict, "method": m.method}
+                 "similarity": m.similarity, "verdict": m.verdict, "method": m.method,
+                 "findings": [f.code for f in m.findings]}
                 for m in body.matches
             ]  # fmt: skip
 
@@ -229,6 +230,7 @@ class RecordStore:
             "verdict": comparison.verdict,
             "threshold": comparison.threshold,
             "specimens_compared": len(comparison.per_specimen),
+            "findings": [f.code for f in comparison.findings],
         }
         await asyncio.to_thread(self._commit, _no_rows, actor=actor, action="compare", payload=payload)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from service.matching import Comparison, SpecimenMatch, SpecimenScore
 from service.security import Role
+from similarity.pairwise import Finding
 from similarity.registry import SpecimenInfo
 from similarity.verifier import Method
 from vision.types import Detections, Modality, RiskLevel, Verdict
@@ -65,6 +66,24 @@ class DetectionOut(BaseModel):
         ]
 
 
+class FindingOut(BaseModel):
+    """Something the questioned mark shows by itself, whatever it is compared with."""
+
+    code: Literal["no_colour", "copy_like"] = Field(
+        description="no_colour (a greyscale stamp: print under it cannot be told from its ink, and a copy cannot "
+        "be told from an impression), copy_like (the stamp's colour wanders like a colour photocopy's or print's)"
+    )
+    detail: str
+
+    @classmethod
+    def from_core(cls, findings: tuple[Finding, ...]) -> list[FindingOut]:
+        """From the verifier's findings."""
+        return [cls(code=f.code, detail=f.detail) for f in findings]  # type: ignore[arg-type]
+
+
+_FINDINGS = "what the questioned mark shows by itself (stamps compared directly only); empty when nothing"
+
+
 class MatchOut(BaseModel):
     """A detected stamp or signature compared with one registered specimen."""
 
@@ -82,6 +101,7 @@ class MatchOut(BaseModel):
         "compared by shape with the owner's specimens) or 'embedding' (reports stored before direct scoring "
         "existed read as 'embedding')",
     )
+    findings: list[FindingOut] = Field(default_factory=list, description=_FINDINGS)
 
     @classmethod
     def from_core(cls, m: SpecimenMatch) -> MatchOut:
@@ -96,6 +116,7 @@ class MatchOut(BaseModel):
             threshold=m.match.threshold,
             claimed=m.claimed,
             method=m.method,
+            findings=FindingOut.from_core(m.findings),
         )
 
 
@@ -214,6 +235,7 @@ class CompareOut(BaseModel):
     owner: str
     per_specimen: list[SpecimenScoreOut]
     method: Method = Field(description="what scored it (see MatchOut.method)")
+    findings: list[FindingOut] = Field(default_factory=list, description=_FINDINGS)
     image_sha256: str
     models: dict[str, str]
     timings_ms: dict[str, float]
@@ -233,6 +255,7 @@ class CompareOut(BaseModel):
             owner=c.owner,
             per_specimen=[SpecimenScoreOut.from_core(s) for s in c.per_specimen],
             method=c.method,
+            findings=FindingOut.from_core(c.findings),
             image_sha256=image_sha256,
             models=models,
             timings_ms=timings_ms,

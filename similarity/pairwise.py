@@ -16,12 +16,13 @@ with its calibration and decision policy from the model card.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BlankCropError", "PairFeatures", "PairMatchError", "PairMatcher"]
+__all__ = ["BlankCropError", "Finding", "PairFeatures", "PairMatchError", "PairMatcher"]
 
 
 class PairMatchError(ValueError):
@@ -30,6 +31,19 @@ class PairMatchError(ValueError):
 
 class BlankCropError(PairMatchError):
     """The crop holds no visible ink (an empty detector box, a blank region of paper)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a mark shows by itself, whatever it is compared with, that an examiner should know.
+
+    Attributes:
+        code: short machine-readable name (e.g. ``"copy_like"``).
+        detail: what it means, in words a clerk understands.
+    """
+
+    code: str
+    detail: str
 
 
 class PairFeatures(Protocol):
@@ -59,4 +73,8 @@ class PairMatcher(Protocol):
 
     def compare(self, query: Any, specimen: Any) -> PairFeatures:
         """Compare a prepared query with a prepared specimen."""
+        ...
+
+    def findings(self, query: Any) -> list[Finding]:
+        """What the prepared questioned mark shows by itself (possibly nothing)."""
         ...

@@ -67,12 +67,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from similarity.pairwise import BlankCropError, PairMatchError
+from similarity.pairwise import BlankCropError, Finding, PairMatchError
 
 __all__ = [
     "COPY_LIKE_HUE_NOISE",
@@ -743,27 +744,41 @@ def hue_noise(crop: npt.NDArray[np.uint8]) -> float:
     return _hue_noise(ab, _ink_from(ab, None, use_hue=True)) or 0.0
 
 
-#: :func:`hue_noise` above which a stamp looks like a colour copy (:func:`specimen_checks`). Chosen on
-#: the 80 training authorities of the stamp benchmark (0 of 320 genuine crops above it); on the 69
-#: held-out authorities it flags 2 of 276 genuine crops and 44 of the 50 colour copies that kept
-#: their colour (a copy scanned in greyscale has none to measure).
+#: :func:`hue_noise` above which a stamp looks like a colour copy (:func:`specimen_checks`,
+#: :meth:`StampMatcher.findings`). Chosen on the 80 training authorities of the stamp benchmark (0 of
+#: 320 genuine crops above it); on the 69 held-out authorities it flags 2 of 276 genuine crops and 44
+#: of the 50 colour copies that kept their colour (a copy scanned in greyscale has none to measure).
 COPY_LIKE_HUE_NOISE = 1.0
 
+#: Kept for callers of the registration checks; a check is a :class:`Finding`.
+SpecimenCheck = Finding
 
-@dataclass(frozen=True)
-class SpecimenCheck:
-    """A reason to doubt that a crop makes a good registered specimen.
+_NO_COLOUR = {
+    "specimen": "The impression has no colour (greyscale scan or copy, fax, or black ink): printed text under "
+    "it cannot be told from stamp ink. Register a colour scan of a clean impression if the archive has one.",
+    "query": "The questioned impression has no colour (greyscale scan or copy, fax, or black ink): printed text "
+    "under it cannot be told from stamp ink, and a copy cannot be told from an impression, so the similarity "
+    "is less reliable. Compare a colour scan of the original document if there is one.",
+}
+_COPY_LIKE = {
+    "specimen": "The ink's colour wanders from pixel to pixel like a colour photocopy or print (hue noise "
+    "{noise:.2f} > {limit}); a specimen should be an original impression.",
+    "query": "The questioned impression's colour wanders from pixel to pixel like a colour photocopy or print "
+    "(hue noise {noise:.2f} > {limit}), not like the one dye of a stamp pad: examine the original document.",
+}
 
-    Attributes:
-        code: ``"no_colour"`` or ``"copy_like"``.
-        detail: what it means for the comparisons, in words a clerk understands.
-    """
 
-    code: str
-    detail: str
+def _colour_findings(prepared: PreparedStamp, role: Literal["specimen", "query"]) -> list[Finding]:
+    """``no_colour`` / ``copy_like`` of a prepared crop, worded for a specimen or a questioned mark."""
+    if prepared.absorbance.hue is None:
+        return [Finding("no_colour", _NO_COLOUR[role])]
+    noise = prepared.hue_noise
+    if noise is not None and noise > COPY_LIKE_HUE_NOISE:
+        return [Finding("copy_like", _COPY_LIKE[role].format(noise=noise, limit=COPY_LIKE_HUE_NOISE))]
+    return []
 
 
-def specimen_checks(crop: npt.NDArray[np.uint8]) -> list[SpecimenCheck]:
+def specimen_checks(crop: npt.NDArray[np.uint8]) -> list[Finding]:
     """What a clerk should know before registering ``crop`` as a stamp specimen.
 
     * ``no_colour``: the impression has no colour (a greyscale scan or copy, a fax, black ink).
@@ -779,26 +794,7 @@ def specimen_checks(crop: npt.NDArray[np.uint8]) -> list[SpecimenCheck]:
     Raises:
         StampMatchError: not an ``(H, W, 3)`` uint8 array, or too small; BlankCropError: no ink.
     """
-    ab = _absorbance(crop)
-    if ab.hue is None:
-        return [
-            SpecimenCheck(
-                "no_colour",
-                "The impression has no colour (greyscale scan or copy, fax, or black ink): printed text under "
-                "it cannot be told from stamp ink. Register a colour scan of a clean impression if the archive "
-                "has one.",
-            )
-        ]
-    noise = _hue_noise(ab, _ink_from(ab, None, use_hue=True))
-    if noise is not None and noise > COPY_LIKE_HUE_NOISE:
-        return [
-            SpecimenCheck(
-                "copy_like",
-                f"The ink's colour wanders from pixel to pixel like a colour photocopy or print (hue noise "
-                f"{noise:.2f} > {COPY_LIKE_HUE_NOISE}); a specimen should be an original impression.",
-            )
-        ]
-    return []
+    return _colour_findings(_prepare(crop), "specimen")
 
 
 def _hue_noise(ab: _Absorbance, own: InkMap) -> float | None:
@@ -905,6 +901,20 @@ class StampMatcher:
         feats = compare_ink(qi, si, align(qi, si))
         feats = replace(feats, hue_noise=q.hue_noise or 0.0)
         return _with_similarity(feats, self.weights, self.use_scale)
+
+    def findings(self, query: PreparedStamp | npt.NDArray[np.uint8]) -> list[Finding]:
+        """What the questioned impression shows by itself (the same cues as :func:`specimen_checks`):
+
+        * ``copy_like``: its colour wanders like a colour copy's or print's. The hue-noise feature
+          already lowers the similarity; this says why. On the stamp benchmark's 69 held-out
+          authorities (``benchmarks/results/stamp_match.json``, ``findings``) it is raised for the
+          colour copies and almost no genuine impression.
+        * ``no_colour``: a greyscale questioned impression, compared less reliably.
+
+        Raises:
+            StampMatchError: bad array; BlankCropError: a crop without ink.
+        """
+        return _colour_findings(query if isinstance(query, PreparedStamp) else _prepare(query), "query")
 
     def verify(
         self,

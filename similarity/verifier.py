@@ -56,7 +56,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from similarity.pairwise import PairFeatures, PairMatcher, PairMatchError
+from similarity.pairwise import Finding, PairFeatures, PairMatcher, PairMatchError
 from similarity.scoring import Calibration, DecisionPolicy, Scorer, ScoringError, fit_calibration
 from similarity.signature_match import SignatureMatcher
 from similarity.stamp_match import StampMatcher
@@ -212,6 +212,7 @@ class PairScore:
         verdict: genuine / forged / inconclusive of ``percent`` at the card's threshold and band.
         features: the comparison with the best specimen (for the report and for audits).
         specimen_percents: each specimen's own calibrated percent, in the order given.
+        findings: what the questioned mark shows by itself (:meth:`PairMatcher.findings`).
     """
 
     specimen_index: int
@@ -219,6 +220,7 @@ class PairScore:
     verdict: Verdict
     features: PairFeatures
     specimen_percents: tuple[float, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,12 @@ class PairVerifier:
         percent, verdict = self.scorer.score(float(similarity_logit(self.combine(sims, consistency))))
         own = tuple(self.scorer.score(float(similarity_logit(s)))[0] for s in sims)
         return PairScore(
-            specimen_index=best, percent=percent, verdict=verdict, features=results[best], specimen_percents=own
+            specimen_index=best,
+            percent=percent,
+            verdict=verdict,
+            features=results[best],
+            specimen_percents=own,
+            findings=tuple(self.matcher.findings(q)),
         )
 
     @property

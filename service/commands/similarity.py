@@ -395,6 +395,7 @@ def _compare_direct(args: argparse.Namespace, card: ModelCard, verifier: PairVer
         "verdict": result.verdict,
         "threshold": verifier.threshold,
         "band": verifier.band,
+        "findings": [{"code": f.code, "detail": f.detail} for f in result.findings],
     }
     features = result.features
     if isinstance(features, StampMatchFeatures):

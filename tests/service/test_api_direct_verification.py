@@ -111,6 +111,7 @@ def test_a_recarved_stamp_scores_below_a_genuine_impression(aligned_service: Ser
     assert g["specimen_id"] == specimen.json()["id"]
     assert g["similarity"] > f["similarity"]
     assert g["threshold"] == 50.0 and g["band"] == 5.0
+    assert g["findings"] == f["findings"] == []  # clean colour impressions: nothing to remark
     assert [s["specimen_id"] for s in g["per_specimen"]] == [specimen.json()["id"]]
 
     # By specimen id as well, and the same score (specimens are prepared once and cached).
@@ -139,6 +140,12 @@ def test_registering_a_stamp_reports_what_makes_it_a_poor_specimen(aligned_servi
         found[name] = [c["code"] for c in r.json()["checks"]]
         assert all(c["detail"] for c in r.json()["checks"])
     assert found == {"clean": [], "grey": ["no_colour"], "copy": ["copy_like"]}
+
+    # A questioned copy is remarked on at comparison too, in the compare answer and in a document's matches.
+    compared = _post(aligned_service, "/v1/compare", "clerk", copy, kind="stamp", owner="AUTH-CHECKS")
+    assert compared.status_code == 200, compared.text
+    assert [f["code"] for f in compared.json()["findings"]] == ["copy_like"]
+    assert "questioned" in compared.json()["findings"][0]["detail"]
 
     sig = _post(aligned_service, "/v1/specimens", "admin", scribble(seed=4), kind="signature", owner="W-CHECKS")
     assert sig.status_code == 201 and sig.json()["checks"] == []
@@ -176,6 +183,8 @@ def test_signatures_and_document_matches_say_how_they_were_scored(aligned_servic
     for m in body["matches"]:
         if m["kind"] == "signature":
             assert m["method"] == "embedding"
+        # Only a directly compared stamp is looked at by itself.
+        assert {f["code"] for f in m["findings"]} <= ({"no_colour", "copy_like"} if m["method"] == "aligned" else set())
 
 
 def test_a_signature_is_verified_by_shape_against_the_claimed_writer(direct_service: Service) -> None:

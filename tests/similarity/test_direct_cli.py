@@ -221,6 +221,7 @@ def test_compare_a_stamp_uses_the_aligned_verifier(calibrated, tmp_path, capsys)
     )
     assert out["stamp_match"]["score"] == round(expected.features.similarity, 6)
     assert set(out["stamp_match"]) == {"score", "angle_deg", "scale"} and "signature_match" not in out
+    assert out["findings"] == [{"code": f.code, "detail": f.detail} for f in expected.findings]
 
     # The same pair with a card without the aligned section: the embedding scores it.
     plain = _copy_card(tmp_path / "plain")
@@ -245,6 +246,7 @@ def test_compare_a_signature_uses_the_shape_verifier(calibrated, calibrated_sign
         verifier.band,
     )
     assert out["signature_match"] == {"score": round(expected.features.similarity, 6)} and "stamp_match" not in out
+    assert out["findings"] == []
 
     # The stamp-only card has no signature verifier: the embedding scores the pair.
     assert main([*argv, "--model", str(calibrated[1])]) == 0

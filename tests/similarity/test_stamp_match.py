@@ -142,6 +142,15 @@ def test_a_colour_copy_has_a_wandering_hue_and_an_impression_does_not(ink: str):
     # The cue is the query's own: a greyscale specimen does not switch it off.
     grey_spec = cv2.cvtColor(cv2.cvtColor(spec, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     assert matcher.compare(copy, grey_spec).hue_noise == pytest.approx(c.hue_noise)
+    # The examiner is told why, in the questioned mark's own words (not the specimen checks').
+    found = {name: matcher.findings(crop) for name, crop in (("genuine", genuine), ("copy", copy), ("grey", grey))}
+    assert {k: [f.code for f in v] for k, v in found.items()} == {
+        "genuine": [],
+        "copy": ["copy_like"],
+        "grey": ["no_colour"],
+    }
+    assert "questioned" in found["copy"][0].detail and f"{hue_noise(copy):.2f}" in found["copy"][0].detail
+    assert [f.code for f in matcher.findings(matcher.prepare(copy))] == ["copy_like"]
 
 
 def test_weights_written_before_the_later_features_weigh_them_zero():

@@ -23,7 +23,7 @@ from similarity.evaluation import (
     pool_impostors,
     pooled_impostors,
 )
-from similarity.pairwise import BlankCropError, PairMatcher, PairMatchError
+from similarity.pairwise import BlankCropError, Finding, PairMatcher, PairMatchError
 from similarity.scoring import CalibrationError, DecisionPolicy, ScoringError, equal_error_rate
 from similarity.signature_match import DEFAULT_WEIGHTS as SIGNATURE_WEIGHTS
 from similarity.signature_match import SignatureMatcher, SignatureMatchFeatures
@@ -69,6 +69,9 @@ class _ValueMatcher:
     def compare(self, query: Any, specimen: Any) -> _Features:
         self.compared += 1
         return _Features(float(np.asarray(specimen).mean()) / 255.0)
+
+    def findings(self, query: Any) -> list[Finding]:
+        return [Finding("dark", "a dark query")] if float(np.asarray(query).mean()) < 64 else []
 
 
 def _grey(level: int) -> np.ndarray:
@@ -268,6 +271,12 @@ def test_score_compares_with_every_specimen_and_keeps_the_best():
     assert (result.percent, result.verdict) == verifier.scorer.score(float(similarity_logit(200 / 255)))
     low = verifier.score(_grey(10), [_grey(5)])
     assert low.percent < result.percent and low.verdict == "forged"
+
+
+def test_score_carries_what_the_query_shows_by_itself():
+    verifier = PairVerifier(matcher=_ValueMatcher(), scorer=_fitted().scorer)
+    assert [f.code for f in verifier.score(_grey(10), [_grey(200)]).findings] == ["dark"]
+    assert verifier.score(_grey(100), [_grey(10)]).findings == ()
 
 
 def test_a_signature_verifier_scores_the_writers_own_specimen_best():
