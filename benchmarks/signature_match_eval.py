@@ -21,6 +21,12 @@ Methods: ``signature_match`` (the logistic combination, weights fitted on the tr
 :func:`similarity.scoring.verification_metrics` (EER, ROC AUC, FAR at 1 % FRR) per data set and
 impostor kind. Also the time of one ``prepare`` and one ``compare``.
 
+Scan conditions (``--conditions``): every held-out *questioned* crop is degraded the way a scan or a
+detector crop may differ from the registered specimen (:data:`CONDITIONS`: lower resolution, JPEG,
+noise, dim paper, binarisation, a wider box, rotation), the specimens are left as they are, and the
+same pairs are scored again with the fitted weights: EER per data set and impostor kind, and the
+median score of genuine pairs.
+
 Run: ``python -m benchmarks.signature_match_eval --fit --out benchmarks/results/signature_match.json``
 """
 
@@ -46,6 +52,55 @@ from similarity.signature_match import FEATURE_NAMES, SignatureMatcher, distance
 __all__ = ["build_pairs", "get_args_parser", "main"]
 
 Pair = tuple[int, int, str]  # (query index, reference index, category)
+Image = npt.NDArray[np.uint8]
+
+
+def _jpeg(img: Image, quality: int) -> Image:
+    _, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError("JPEG round trip failed")
+    return np.asarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def _pad(img: Image) -> Image:
+    return np.asarray(cv2.copyMakeBorder(img, 30, 30, 60, 60, cv2.BORDER_CONSTANT, value=(255, 255, 255)))
+
+
+def _rotated(img: Image, degrees: float) -> Image:
+    img = _pad(img)
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return np.asarray(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255)))
+
+
+def _binarised(img: Image) -> Image:
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    _, bw = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return np.repeat(bw[..., None], 3, axis=2)
+
+
+def _scaled(img: Image, factor: float) -> Image:
+    return np.asarray(cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA))
+
+
+def _noisy(img: Image) -> Image:
+    noise = np.random.default_rng(0).normal(0.0, 12.0, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+#: How a questioned crop may differ from the specimen (``--conditions``).
+CONDITIONS: dict[str, Any] = {
+    "half resolution": lambda i: _scaled(i, 0.5),
+    "third resolution": lambda i: _scaled(i, 1 / 3),
+    "JPEG quality 40": lambda i: _jpeg(i, 40),
+    "noise sigma 12": _noisy,
+    "dim paper (x0.8 + 20)": lambda i: np.clip(i.astype(np.float32) * 0.8 + 20, 0, 255).astype(np.uint8),
+    "binarised (Otsu)": _binarised,
+    "wider box (+30/+60 px white)": _pad,
+    "rotated 5 degrees": lambda i: _rotated(i, 5.0),
+    "rotated 10 degrees": lambda i: _rotated(i, 10.0),
+}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -61,8 +116,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", type=Path, default=Path("models/similarity.json"), help="embedding card for the CNN")
     p.add_argument("--fit", action="store_true", help="fit the weights on the training writers' pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-pair draw")
+    p.add_argument("--conditions", action="store_true", help="also score degraded questioned crops (CONDITIONS)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
     return p
+
+
+def _brief(scores: npt.NDArray[np.float64], pairs: Sequence[Pair], items: Sequence[SpecimenItem]) -> dict[str, Any]:
+    """EER per data set and impostor kind, and the median score of the genuine pairs."""
+    full = _metrics(scores, pairs, items)
+    cat = np.array([c for _, _, c in pairs])
+    ds = np.array([items[q].dataset for q, _, _ in pairs])
+    return {
+        dataset: {c: round(m["eer"], 4) for c, m in block.items()}
+        | {"genuine_median_score": round(float(np.median(scores[(ds == dataset) & (cat == "genuine")])), 3)}
+        for dataset, block in full.items()
+    }
 
 
 def build_pairs(items: Sequence[SpecimenItem], seed: int) -> list[Pair]:
@@ -148,6 +216,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores = np.array([matcher.compare(d_held[q], d_held[r]).similarity for q, r, _ in p_held])
     compare_ms = (time.perf_counter() - t0) / max(1, len(p_held)) * 1000.0
 
+    conditions: dict[str, Any] = {}
+    if args.conditions:
+        for name, degrade in CONDITIONS.items():
+            queries: dict[int, Any] = {}
+
+            def query(i: int, degrade: Any = degrade, queries: dict[int, Any] = queries) -> Any:
+                if i not in queries:
+                    queries[i] = matcher.prepare(degrade(held[i].image()))
+                return queries[i]
+
+            s_cond = np.array([matcher.compare(query(q), d_held[r]).similarity for q, r, _ in p_held])
+            conditions[name] = _brief(s_cond, p_held, held)
+
     from similarity.embedder import Embedder
 
     embedder, card = Embedder.from_card(args.card, threads=1)
@@ -167,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "single_distance": {
             name: _metrics(-x_held[:, k], p_held, held) for k, name in enumerate(FEATURE_NAMES) if k < 4
         },
+        **({"scan_conditions": {"as scanned": _brief(scores, p_held, held)} | conditions} if conditions else {}),
         "timing_ms": {"prepare": round(prepare_ms, 2), "compare": round(compare_ms, 4)},
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine_description(),

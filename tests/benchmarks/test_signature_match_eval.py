@@ -86,3 +86,24 @@ def test_synthetic_writers_give_no_hard_pairs():
     counts = Counter(c for _, _, c in build_pairs(synthetic, seed=0))
     assert counts["hard"] == 0 and counts["genuine"] == 4 * 3 and counts["skilled"] == 4 * 2 * 2
     assert counts["random"] > 0
+
+
+def test_every_scan_condition_keeps_a_comparable_signature() -> None:
+    """``--conditions`` degrades the questioned crop only; each degraded crop is still an RGB image
+    the shape verifier can describe, and the same crop as scanned stays the most similar."""
+    import numpy as np
+
+    from benchmarks.signature_match_eval import CONDITIONS
+    from detectors.synth.signatures import Writer, render_signature
+    from similarity.signature_match import SignatureMatcher
+
+    ink = render_signature(Writer.for_id("W-00042"), np.random.default_rng(1), dpi=200).ink.absorb
+    crop = np.clip((1.0 - np.pad(ink, ((10, 10), (10, 10), (0, 0)))) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    matcher = SignatureMatcher()
+    specimen = matcher.prepare(crop)
+    itself = matcher.compare(crop, specimen).similarity
+    for name, degrade in CONDITIONS.items():
+        out = degrade(crop)
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3, name
+        assert not np.array_equal(out, crop), name
+        assert matcher.compare(matcher.prepare(out), specimen).similarity <= itself + 1e-9, name
