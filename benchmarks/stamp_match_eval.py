@@ -21,6 +21,9 @@ Methods: ``cnn`` (cosine of :class:`similarity.embedder.Embedder` on ONNX Runtim
 features), plus each feature alone (oriented by the sign of its training weight). Metrics are
 :func:`similarity.scoring.verification_metrics` (EER, ROC AUC, FAR at 1 % FRR). Also reported: the
 time of one :meth:`StampMatcher.compare` call and of one :meth:`StampMatcher.prepare`.
+With ``--conditions``, every held-out questioned crop is degraded (:data:`STAMP_CONDITIONS`: a
+greyscale scan, lower resolution, JPEG, noise, binarisation, rotation), the specimens are left as
+they are, and the pairs are scored again with the fitted weights.
 
 Run: ``python -m benchmarks.stamp_match_eval --root /tmp/simexp/cache_new/stamp-300x4+5-s0``;
 prints the JSON report (``--out FILE`` also writes it).
@@ -43,12 +46,20 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.common import machine_description
+from benchmarks.scan_conditions import CONDITIONS, Condition, greyscale
 from similarity.data import IMAGE_SUFFIXES, heldout_fraction_of
 from similarity.scoring import verification_metrics
 from similarity.stamp_match import FEATURE_NAMES, PreparedStamp, StampMatcher, StampMatchError
 from vision.imageio import read_image_file
 
 __all__ = ["get_args_parser", "main"]
+
+#: Scan conditions of the questioned crop (``--conditions``): greyscale, and a subset of
+#: :data:`benchmarks.scan_conditions.CONDITIONS` (each costs a full pass over the held-out pairs).
+STAMP_CONDITIONS: dict[str, Condition] = {"greyscale": greyscale} | {
+    k: CONDITIONS[k]
+    for k in ("half resolution", "JPEG quality 40", "noise sigma 12", "binarised (Otsu)", "rotated 10 degrees")
+}
 
 _KINDS = ("altered_text", "proportions", "redrawn_emblem", "other_font", "photocopy")
 
@@ -82,6 +93,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-per-owner", type=int, default=5, help="other owners whose queries are random impostors")
     p.add_argument("--specimens", type=int, default=2, help="registered specimens per owner")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--conditions", action="store_true", help="also score degraded questioned crops (CONDITIONS)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
     return p
 
@@ -304,6 +316,33 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         for name, sel in (("query_no_colour", achromatic), ("query_colour", ~achromatic))
     }
 
+    conditions: dict[str, Any] = {}
+    if args.conditions:
+        fitted = weights["stamp_match"]
+
+        def best_score(query: PreparedStamp, specimens: list[Path]) -> float:
+            zs = []
+            for path in specimens:
+                spec = prepared[path]
+                if spec is not None:
+                    f = matcher.compare(query, spec)
+                    zs.append(sum(fitted[c] * float(getattr(f, c)) for c in no_scale) + fitted["intercept"])
+            return max(zs, default=-1e6)
+
+        for name, degrade in STAMP_CONDITIONS.items():
+            degraded: dict[Path, PreparedStamp | None] = {}
+            scores = np.full(len(held_pairs.paths), -1e6)
+            for n, (qpath, specimens) in enumerate(held_pairs.paths):
+                if qpath not in degraded:
+                    try:
+                        degraded[qpath] = matcher.prepare(degrade(images[qpath]))
+                    except StampMatchError:
+                        degraded[qpath] = None
+                query = degraded[qpath]
+                if query is not None:
+                    scores[n] = best_score(query, specimens)
+            conditions[name] = _brief(_metrics(scores, lab_h, kind_h))
+
     ct = np.array(compare_times) * 1000.0
     pt = np.array(prep_times) * 1000.0
     report = {
@@ -316,6 +355,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "summary_eer": {k: _brief(v) for k, v in results.items()},
         "metrics": results,
         "single_feature_eer": single,
+        **({"scan_conditions": {"as scanned": _brief(results["stamp_match"])} | conditions} if conditions else {}),
         "findings": {
             "protocol": "held-out queries by kind (genuine, random, or the forgery kind), and how many "
             "StampMatcher.findings flags: copy_like (colour wandering like a copy's), no_colour (greyscale)",

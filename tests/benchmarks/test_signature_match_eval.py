@@ -93,7 +93,7 @@ def test_every_scan_condition_keeps_a_comparable_signature() -> None:
     the shape verifier can describe, and the same crop as scanned stays the most similar."""
     import numpy as np
 
-    from benchmarks.signature_match_eval import CONDITIONS
+    from benchmarks.scan_conditions import CONDITIONS
     from detectors.synth.signatures import Writer, render_signature
     from similarity.signature_match import SignatureMatcher
 
