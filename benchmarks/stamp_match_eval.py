@@ -280,8 +280,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     no_scale = [c for c in FEATURE_NAMES if c != "scale_dev"]
     results: dict[str, Any] = {}
     weights: dict[str, Any] = {}
-    s, weights["stamp_match"] = fit_and_score(no_scale, False)
-    results["stamp_match"] = _metrics(s, lab_h, kind_h)
+    s_match, weights["stamp_match"] = fit_and_score(no_scale, False)
+    results["stamp_match"] = _metrics(s_match, lab_h, kind_h)
     s, weights["stamp_match+scale"] = fit_and_score(list(FEATURE_NAMES), False)
     results["stamp_match+scale"] = _metrics(s, lab_h, kind_h)
     if not args.no_cnn:
@@ -310,7 +310,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         for code in codes:
             row[code] = row.get(code, 0) + 1
     achromatic = np.array(["no_colour" in findings_of(q) for q, _ in held_pairs.paths])
-    s_match, _ = fit_and_score(no_scale, False)
     by_colour = {
         name: _brief(_metrics(s_match[sel], lab_h[sel], kind_h[sel]))
         for name, sel in (("query_no_colour", achromatic), ("query_colour", ~achromatic))
