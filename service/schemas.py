@@ -10,8 +10,9 @@ orientation), origin top-left. Similarities are calibrated percentages with two 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field
 
@@ -76,8 +77,8 @@ class FindingOut(BaseModel):
     detail: str
 
     @classmethod
-    def from_core(cls, findings: tuple[Finding, ...]) -> list[FindingOut]:
-        """From the verifier's findings."""
+    def from_core(cls, findings: Sequence[Finding]) -> list[Self]:
+        """From the verifier's findings (or a specimen's registration checks)."""
         return [cls(code=f.code, detail=f.detail) for f in findings]  # type: ignore[arg-type]
 
 
@@ -172,11 +173,10 @@ class SpecimenOut(BaseModel):
         )
 
 
-class SpecimenCheckOut(BaseModel):
+class SpecimenCheckOut(FindingOut):
     """A reason to doubt a newly registered specimen (it is registered all the same)."""
 
-    code: Literal["no_colour", "copy_like", "no_ink"]
-    detail: str
+    code: Literal["no_colour", "copy_like", "no_ink"]  # type: ignore[assignment]
 
 
 class SpecimenCreatedOut(SpecimenOut):

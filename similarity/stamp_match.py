@@ -84,7 +84,6 @@ __all__ = [
     "BlankCropError",
     "BlankStampError",
     "InkMap",
-    "SpecimenCheck",
     "StampMatchError",
     "StampMatchFeatures",
     "StampMatcher",
@@ -749,9 +748,6 @@ def hue_noise(crop: npt.NDArray[np.uint8]) -> float:
 #: 320 genuine crops above it); on the 69 held-out authorities it flags 2 of 276 genuine crops and 44
 #: of the 50 colour copies that kept their colour (a copy scanned in greyscale has none to measure).
 COPY_LIKE_HUE_NOISE = 1.0
-
-#: Kept for callers of the registration checks; a check is a :class:`Finding`.
-SpecimenCheck = Finding
 
 _NO_COLOUR = {
     "specimen": "The impression has no colour (greyscale scan or copy, fax, or black ink): printed text under "

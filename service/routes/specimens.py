@@ -74,7 +74,7 @@ async def create_specimen(
 
 def _stamp_checks(pixels: np.ndarray) -> list[SpecimenCheckOut]:
     try:
-        return [SpecimenCheckOut(code=c.code, detail=c.detail) for c in specimen_checks(pixels)]  # type: ignore[arg-type]
+        return SpecimenCheckOut.from_core(specimen_checks(pixels))
     except BlankCropError:
         return [
             SpecimenCheckOut(
