@@ -37,7 +37,8 @@ Skilled forgeries remain the hard case: a careful imitation has the writer's sha
 that betray it (tremor, blunt stroke ends, pen lifts) did not help at this resolution (tried:
 contour roughness, stroke-width variation, component count; no gain).
 
-Cost on one core: ~5 ms to prepare a crop, ~2.5 ms per comparison (mostly the ECC fit).
+Cost on one core (``benchmarks/results/signature_match.json``, measured while a training run shared
+the CPU): 5.6 ms to prepare a crop, 5.5 ms per comparison (mostly the ECC fit).
 """
 
 from __future__ import annotations
