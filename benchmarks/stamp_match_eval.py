@@ -58,7 +58,14 @@ __all__ = ["get_args_parser", "main"]
 #: :data:`benchmarks.scan_conditions.CONDITIONS` (each costs a full pass over the held-out pairs).
 STAMP_CONDITIONS: dict[str, Condition] = {"greyscale": greyscale} | {
     k: CONDITIONS[k]
-    for k in ("half resolution", "JPEG quality 40", "noise sigma 12", "binarised (Otsu)", "rotated 10 degrees")
+    for k in (
+        "half resolution",
+        "third resolution",
+        "JPEG quality 40",
+        "noise sigma 12",
+        "binarised (Otsu)",
+        "rotated 10 degrees",
+    )
 }
 
 _KINDS = ("altered_text", "proportions", "redrawn_emblem", "other_font", "photocopy")

@@ -22,12 +22,17 @@ Per comparison, in order:
    all: 18 of the 621 held-out crops of the benchmark below, in 28 of its 276 genuine pairs). A
    crop without colour (black ink, greyscale photocopy, fax) uses darkness, print included: the
    remaining hard case. Either way the map is divided by its ink level (a high percentile), so a
-   faint impression and a heavy one both reach ~1.
+   faint impression and a heavy one both reach ~1. A noisy scan (:func:`scan_noise` above
+   :data:`NOISE_SIGMA`) is smoothed by a one-pixel Gaussian first, or its speckled paper would be
+   read as ink and its wandering colour as a copy's.
 2. **Alignment** (:func:`align`): a similarity transform (rotation, scale, translation) taking the
    query onto the specimen. A brute-force search over rotations and scales, each scored by the peak
    of an FFT cross-correlation of blurred ink maps at a coarse size (translation comes free with the
-   peak), then a finer local search at a larger size with a sub-pixel peak.
-3. **Comparison** (:func:`compare_ink`) in the specimen's frame at (up to) full resolution. Genuine
+   peak), then a finer local search at a larger size with a sub-pixel peak. When the two marks'
+   sizes differ by more than :data:`RESOLUTION_GAP` (a document scanned at another resolution than
+   the specimen), the scales around their size ratio are searched as well.
+3. **Comparison** (:func:`compare_ink`) in the specimen's frame at (up to) full resolution, or at
+   the coarser scan's resolution when the two were scanned at different ones. Genuine
    impressions of one die differ mainly by *missing* ink (faint, gapped, partial impressions) and by
    unrelated ink (printed text); a re-carved die puts ink *where the genuine die has none* (another
    glyph, a shifted stroke, a wider ring). So the main cues are one-sided: how much of the query's ink
@@ -40,11 +45,14 @@ Per comparison, in order:
 
 Measured (``benchmarks/stamp_match_eval.py``, 69 held-out rendered authorities, best of two
 specimens; ``benchmarks/results/stamp_match.json``): better than the CNN cosine on skilled
-forgeries (EER 0.299 vs 0.464) and random stamps (0.051 vs 0.138), but far from solving skilled
-forgeries: an altered character is still near chance (0.413). The hue-noise cue took colour copies
+forgeries (EER 0.304 vs 0.464) and random stamps (0.054 vs 0.138), but far from solving skilled
+forgeries: an altered character is still near chance (0.406). The hue-noise cue took colour copies
 from 0.333 to 0.203 EER and skilled forgeries overall from 0.333 to 0.299 (random unchanged,
 0.051); before the second chromatic test of step 1 the same benchmark gave ~0.35 skilled and
-~0.08 random.
+~0.08 random. With the questioned crop at half the specimen's resolution, random stamps went from
+EER 0.401 to 0.078 once the resolution search and the coarser-resolution comparison were added
+(a third of the resolution: 0.101); with noise of sigma 12 on it, from 0.312 to 0.058 once noisy
+crops were smoothed (``scan_conditions`` in the same file).
 
 Tried and dropped (same benchmark): a consensus reference (the union of an owner's aligned
 specimens) with a mask over the regions where specimens disagree (date lines) - skilled EER
@@ -91,6 +99,7 @@ __all__ = [
     "compare_ink",
     "hue_noise",
     "ink_map",
+    "scan_noise",
     "specimen_checks",
 ]
 
@@ -110,6 +119,11 @@ MIN_CHROMA = 0.05
 #: black (printed text over a faint coloured impression) to be treated as chromatic; a black or
 #: dark-violet stamp in a colour scan has ~1 % (colour fringes), a faint coloured one under text 8-85 %.
 COLOURED_FRACTION = 0.05
+#: Scanner noise (:func:`scan_noise`, grey levels) above which a crop is smoothed before its ink map
+#: is made. On 1 in 23 of the rendered benchmark crops (``var/synth/stamp-specimens``) the measure
+#: was 1.05 median, 3.15 at the 95th percentile, 5.24 at most; JPEG quality 40 stays below 4.2; the
+#: same crops with Gaussian noise of sigma 12 measured 6.3-15.7 (white paper clips part of it).
+NOISE_SIGMA = 5.5
 #: Ink-map value from which a pixel counts as ink in the binary comparisons.
 INK_THRESHOLD = 0.3
 #: Long side (pixels) the specimen is brought down to, at most, for the comparison: about the size
@@ -123,6 +137,11 @@ FAR_PX = 3.0
 COARSE_LONG_SIDE = 64
 #: Long side of the specimen in the local refinement.
 FINE_LONG_SIDE = 160
+#: Size ratio beyond which query and specimen count as scanned at different resolutions (a 200 dpi
+#: document against a 300 dpi specimen is 1.5). Beyond it the alignment also searches around the
+#: ratio of the marks' ink radii, and the pair is compared at the coarser of the two resolutions
+#: (:func:`align`, :func:`compare_ink`). The default scale search reaches ~1.34 by itself.
+RESOLUTION_GAP = 1.4
 
 
 class StampMatchError(PairMatchError):
@@ -185,9 +204,31 @@ def _paper(img: FloatArray) -> FloatArray:
     return np.maximum(np.asarray(paper, dtype=np.float32), 0.2)
 
 
+def scan_noise(crop: npt.NDArray[np.uint8]) -> float:
+    """The crop's pixel noise in grey levels: a robust standard deviation (MAD) of the differences
+    between horizontally neighbouring pixels, over all channels, divided by sqrt(2). Strokes and
+    edges are a minority of the differences and do not move the median."""
+    x = crop.astype(np.int16)
+    d = (x[:, 1:] - x[:, :-1]).ravel()
+    med = float(np.median(d))
+    return float(np.median(np.abs(d - med))) * 1.4826 / math.sqrt(2.0)
+
+
+def _denoised(crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A noisy scan (:func:`scan_noise` above :data:`NOISE_SIGMA`) smoothed by a Gaussian of one
+    pixel; a clean one as it is. Unsmoothed, noise speckles the paper with pixels over the ink
+    threshold, which the comparison reads as ink the genuine die does not have: on the stamp
+    benchmark's held-out pairs with noise of sigma 12 on the questioned crop, random stamps had EER
+    0.312 (0.054 as scanned); smoothed, 0.058. On 30 of those authorities a 3x3 median instead gave
+    0.14 and non-local means 0.09, against 0.05 for the Gaussian."""
+    if scan_noise(crop) <= NOISE_SIGMA:
+        return crop
+    return np.asarray(cv2.GaussianBlur(crop, (0, 0), 1.0), dtype=np.uint8)
+
+
 def _absorbance(crop: npt.NDArray[np.uint8]) -> _Absorbance:
     _check_crop(crop)
-    img = crop.astype(np.float32) * (1.0 / 255.0)
+    img = _denoised(crop).astype(np.float32) * (1.0 / 255.0)
     absorb = np.clip(1.0 - img / _paper(img), 0.0, 1.0)
     dark = absorb.mean(axis=2)
     if float(np.percentile(dark, 99.5)) < MIN_INK_ABSORBANCE:
@@ -267,7 +308,8 @@ class Alignment:
 
     Attributes:
         angle_deg: rotation of the query (counter-clockwise in image display, OpenCV convention).
-        scale: query-to-specimen size ratio.
+        scale: the factor taking the query's size to the specimen's (2 for a query scanned at
+            half the specimen's resolution).
         matrix: ``(2, 3)`` float64 affine matrix (query ``(x, y)`` -> specimen ``(x, y)``).
         score: normalised cross-correlation peak of the blurred ink maps at the refinement size
             (0..1; about how much of the two maps' ink energy coincides).
@@ -373,6 +415,29 @@ def _compose(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDAr
     return np.asarray((a3 @ b3)[:2], dtype=np.float64)
 
 
+def _ink_radius(ink: FloatArray) -> float:
+    """Radius of gyration (px) of a map's ink (>= 0.5): its size, whatever its rotation."""
+    ys, xs = np.nonzero(ink >= 0.5)
+    if xs.size < 2:
+        return 0.0
+    return math.sqrt(float(((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2).mean()))
+
+
+def _with_resolution_scales(query: FloatArray, specimen: FloatArray, scales: Sequence[float]) -> tuple[float, ...]:
+    """``scales``, plus the same scales around the ratio of the two marks' ink radii when that ratio
+    is beyond :data:`RESOLUTION_GAP` either way: the query was scanned at another resolution than
+    the specimen (half, a third, 1.5x), far outside the search's own reach. The radius ratio alone
+    is too rough to trust (a partial impression, printed text under a greyscale one), so the
+    original scales stay in the search and the correlation decides."""
+    rq, rs = _ink_radius(query), _ink_radius(specimen)
+    if rq <= 0.0 or rs <= 0.0:
+        return tuple(scales)
+    ratio = rs / rq
+    if abs(math.log(ratio)) <= math.log(RESOLUTION_GAP):
+        return tuple(scales)
+    return tuple(scales) + tuple(ratio * s for s in scales)
+
+
 def align(
     query: FloatArray,
     specimen: FloatArray,
@@ -397,7 +462,9 @@ def align(
         max_angle: largest rotation searched, degrees (stamps are pressed at up to ~40 degrees
             either way, and the specimen may be rotated too).
         angle_step: coarse rotation step, degrees.
-        scales: coarse scales (query size / specimen size).
+        scales: coarse scales (the factor taking the query's size to the specimen's). When the
+            marks' ink radii differ by more than :data:`RESOLUTION_GAP`, the same scales around
+            their ratio are searched too (a query scanned at another resolution).
         top_k: coarse candidates refined.
 
     Returns:
@@ -413,6 +480,7 @@ def align(
         raise StampMatchError("align needs at least one scale")
     query = np.ascontiguousarray(query, dtype=np.float32)
     specimen = np.ascontiguousarray(specimen, dtype=np.float32)
+    scales = _with_resolution_scales(query, specimen, scales)
     s_long = max(specimen.shape)
     extent = max(math.hypot(*query.shape) * max(scales), math.hypot(*specimen.shape))
 
@@ -486,20 +554,20 @@ LATER_FEATURES: tuple[str, ...] = ("hue_noise",)
 #: calibrate stamps --render 300x4+5`` renders). The features are collinear, so single weights'
 #: signs mean little.
 DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "ncc": -1.113617,
-    "extra_ink": -1.19447,
-    "extra_ink_far": 7.436409,
-    "missing_ink": 3.588969,
-    "worst_window": -4.599614,
-    "window_max": -1.224821,
-    "window_p90": -4.909452,
-    "window_median": -1.931097,
-    "chamfer": -0.347548,
-    "stroke_ratio": -0.786457,
-    "align_score": 4.040501,
+    "ncc": -0.97694,
+    "extra_ink": -1.499949,
+    "extra_ink_far": 7.216798,
+    "missing_ink": 3.477371,
+    "worst_window": -3.660481,
+    "window_max": -1.278397,
+    "window_p90": -4.940953,
+    "window_median": -1.591629,
+    "chamfer": -0.297196,
+    "stroke_ratio": -0.951424,
+    "align_score": 3.608749,
     "scale_dev": 0.0,
-    "hue_noise": -3.57369,
-    "intercept": -0.678776,
+    "hue_noise": -3.536216,
+    "intercept": -0.337471,
 }
 
 
@@ -621,6 +689,10 @@ def compare_ink(query: FloatArray, specimen: FloatArray, alignment: Alignment) -
 
     The specimen is brought to at most :data:`COMPARE_LONG_SIDE` on its long side and the query is
     warped into that frame. Only the part of the specimen that the query crop covers is compared.
+    Scans of different resolution (an alignment scale beyond :data:`RESOLUTION_GAP` either way) are
+    compared at the coarser resolution: the specimen is shrunk to the query's, or the query (area
+    averaged) to the specimen's, so that neither side's detail is invented by interpolation and the
+    pixel tolerances mean the same on both.
 
     Args:
         query: ``(Hq, Wq)`` float32 ink map.
@@ -631,12 +703,18 @@ def compare_ink(query: FloatArray, specimen: FloatArray, alignment: Alignment) -
         Features; ``similarity`` is left at 0 (see :meth:`StampMatcher.compare`).
     """
     f = min(1.0, COMPARE_LONG_SIDE / max(specimen.shape))
+    if alignment.scale > RESOLUTION_GAP:  # the query is the coarser scan: compare at its resolution
+        f = min(f, 1.0 / alignment.scale)
     spec = specimen
     if f < 1.0:
         spec = np.asarray(cv2.resize(specimen, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), dtype=np.float32)
     h, w = spec.shape
     m = alignment.matrix.copy()
     m *= f
+    shrink = alignment.scale * f
+    if shrink < 1.0 / RESOLUTION_GAP:  # the query is the finer scan: average it down first
+        query, to_small = _shrink(query, shrink)
+        m = _compose(m, np.asarray(cv2.invertAffineTransform(to_small), dtype=np.float64))
     m = _refine_ecc(query, spec, m)
     q = cv2.warpAffine(query, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
     valid = cv2.warpAffine(np.ones(query.shape, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)

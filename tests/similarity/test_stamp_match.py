@@ -122,6 +122,51 @@ def test_genuine_reimpression_is_more_similar_than_altered_text():
     assert matcher.verify(genuine, [spec, spec]).similarity == pytest.approx(g.similarity)
 
 
+@pytest.mark.parametrize("factor", [0.5, 1 / 3, 2.0])
+def test_a_query_scanned_at_another_resolution_is_aligned_and_still_matches(factor: float):
+    """Half, a third or twice the specimen's resolution is outside the ordinary scale search
+    (0.8-1.34): the alignment must find the resolution ratio, and the genuine impression must still
+    beat another authority's stamp rescaled alike."""
+    design = _design("round")
+    spec = _crop(design, 10)
+    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+
+    def rescaled(img: np.ndarray) -> np.ndarray:
+        return np.asarray(cv2.resize(img, None, fx=factor, fy=factor, interpolation=interp), dtype=np.uint8)
+
+    other = next(
+        d for i in range(400) if (d := _maybe_design(f"AUTH-{i:05d}")) is not None and d.shape == "round" and d != design
+    )
+    matcher = StampMatcher()
+    g = matcher.compare(rescaled(_crop(design, 11, angle=8.0)), spec)
+    r = matcher.compare(rescaled(_crop(other, 11, angle=8.0)), spec)
+    assert g.scale == pytest.approx(1 / factor, rel=0.05)
+    assert g.similarity > 0.5 > r.similarity
+
+
+def _maybe_design(authority: str) -> StampDesign | None:
+    try:
+        d = StampDesign.for_authority(authority)
+    except FontNotFoundError:
+        return None
+    return d if d.language == "en" and not d.has_date else None
+
+
+def test_scanner_noise_is_measured_and_smoothed_before_the_comparison():
+    design = _design("round")
+    spec = _crop(design, 10)
+    genuine = _crop(design, 11, angle=5.0)
+    noisy = np.clip(genuine + np.random.default_rng(0).normal(0.0, 14.0, genuine.shape), 0, 255).astype(np.uint8)
+    assert stamp_match.scan_noise(genuine) < stamp_match.NOISE_SIGMA < stamp_match.scan_noise(noisy)
+    matcher = StampMatcher()
+    clean_score = matcher.compare(genuine, spec)
+    noisy_score = matcher.compare(noisy, spec)
+    # Unsmoothed, the noise makes the ink's hue wander like a colour copy's (similarity ~0.02).
+    assert "copy_like" not in [f.code for f in matcher.findings(noisy)]
+    assert noisy_score.similarity > 0.5
+    assert abs(noisy_score.extra_ink - clean_score.extra_ink) < 0.2
+
+
 @pytest.mark.parametrize("ink", ["blue", "red"])
 def test_a_colour_copy_has_a_wandering_hue_and_an_impression_does_not(ink: str):
     """A pad holds one dye; a copier lays the colour as misregistered cyan/magenta/yellow dots."""
