@@ -135,7 +135,9 @@ def test_a_query_scanned_at_another_resolution_is_aligned_and_still_matches(fact
         return np.asarray(cv2.resize(img, None, fx=factor, fy=factor, interpolation=interp), dtype=np.uint8)
 
     other = next(
-        d for i in range(400) if (d := _maybe_design(f"AUTH-{i:05d}")) is not None and d.shape == "round" and d != design
+        d
+        for i in range(400)
+        if (d := _maybe_design(f"AUTH-{i:05d}")) is not None and d.shape == "round" and d != design
     )
     matcher = StampMatcher()
     g = matcher.compare(rescaled(_crop(design, 11, angle=8.0)), spec)
