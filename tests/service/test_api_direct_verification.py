@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -125,6 +126,26 @@ def test_a_recarved_stamp_scores_below_a_genuine_impression(aligned_service: Ser
     )
     assert again.status_code == 200 and again.json()["method"] == "aligned"
     assert again.json()["similarity"] == g["similarity"]
+
+
+def test_a_document_scanned_at_half_the_specimens_resolution_is_still_compared(aligned_service: Service) -> None:
+    """A 100 dpi questioned crop against a 200 dpi specimen: the genuine impression still matches
+    and a re-carved one still scores lower (the comparison runs at the coarser resolution)."""
+    design = _design()
+    specimen = _post(aligned_service, "/v1/specimens", "admin", _stamp(design, 11), kind="stamp", owner="AUTH-HALF")
+    assert specimen.status_code == 201, specimen.text
+
+    def half(img: np.ndarray) -> np.ndarray:
+        return np.asarray(cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+    forged_design = forge(design, ForgeryKind.OTHER_FONT, np.random.default_rng(2))
+    scores = {}
+    for name, crop in (("genuine", _stamp(design, 12, angle=-7.0)), ("forged", _stamp(forged_design, 12, angle=-7.0))):
+        r = _post(aligned_service, "/v1/compare", "clerk", half(crop), kind="stamp", owner="AUTH-HALF")
+        assert r.status_code == 200, r.text
+        assert r.json()["method"] == "aligned"
+        scores[name] = r.json()["similarity"]
+    assert scores["genuine"] > 50.0 and scores["genuine"] > scores["forged"]
 
 
 def test_registering_a_stamp_reports_what_makes_it_a_poor_specimen(aligned_service: Service) -> None:
