@@ -70,9 +70,11 @@ class DetectionOut(BaseModel):
 class FindingOut(BaseModel):
     """Something the questioned mark shows by itself, whatever it is compared with."""
 
-    code: Literal["no_colour", "copy_like"] = Field(
+    code: Literal["no_colour", "copy_like", "low_resolution"] = Field(
         description="no_colour (a greyscale stamp: print under it cannot be told from its ink, and a copy cannot "
-        "be told from an impression), copy_like (the stamp's colour wanders like a colour photocopy's or print's)"
+        "be told from an impression), copy_like (the stamp's colour wanders like a colour photocopy's or print's), "
+        "low_resolution (the questioned stamp and the specimen it was compared with were scanned at very different "
+        "resolutions: compared at the coarser one, fine carving differences are lost)"
     )
     detail: str
 

@@ -78,3 +78,8 @@ class PairMatcher(Protocol):
     def findings(self, query: Any) -> list[Finding]:
         """What the prepared questioned mark shows by itself (possibly nothing)."""
         ...
+
+    def comparison_findings(self, features: Any) -> list[Finding]:
+        """What one comparison's own conditions say about how far to trust it (possibly nothing),
+        from the features :meth:`compare` returned (e.g. scans of very different resolution)."""
+        ...

@@ -212,7 +212,9 @@ class PairScore:
         verdict: genuine / forged / inconclusive of ``percent`` at the card's threshold and band.
         features: the comparison with the best specimen (for the report and for audits).
         specimen_percents: each specimen's own calibrated percent, in the order given.
-        findings: what the questioned mark shows by itself (:meth:`PairMatcher.findings`).
+        findings: what the questioned mark shows by itself (:meth:`PairMatcher.findings`), then what
+            the comparison with the best specimen says about its own reliability
+            (:meth:`PairMatcher.comparison_findings`).
     """
 
     specimen_index: int
@@ -308,7 +310,7 @@ class PairVerifier:
             verdict=verdict,
             features=results[best],
             specimen_percents=own,
-            findings=tuple(self.matcher.findings(q)),
+            findings=(*self.matcher.findings(q), *self.matcher.comparison_findings(results[best])),
         )
 
     @property

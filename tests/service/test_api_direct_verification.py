@@ -144,6 +144,7 @@ def test_a_document_scanned_at_half_the_specimens_resolution_is_still_compared(a
         r = _post(aligned_service, "/v1/compare", "clerk", half(crop), kind="stamp", owner="AUTH-HALF")
         assert r.status_code == 200, r.text
         assert r.json()["method"] == "aligned"
+        assert [f["code"] for f in r.json()["findings"]] == ["low_resolution"]
         scores[name] = r.json()["similarity"]
     assert scores["genuine"] > 50.0 and scores["genuine"] > scores["forged"]
 
@@ -204,8 +205,9 @@ def test_signatures_and_document_matches_say_how_they_were_scored(aligned_servic
     for m in body["matches"]:
         if m["kind"] == "signature":
             assert m["method"] == "embedding"
-        # Only a directly compared stamp is looked at by itself.
-        assert {f["code"] for f in m["findings"]} <= ({"no_colour", "copy_like"} if m["method"] == "aligned" else set())
+        # Only a directly compared stamp is looked at by itself (and its comparison by its scans).
+        stamp_codes = {"no_colour", "copy_like", "low_resolution"}
+        assert {f["code"] for f in m["findings"]} <= (stamp_codes if m["method"] == "aligned" else set())
 
 
 def test_a_signature_is_verified_by_shape_against_the_claimed_writer(direct_service: Service) -> None:

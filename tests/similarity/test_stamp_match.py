@@ -144,6 +144,11 @@ def test_a_query_scanned_at_another_resolution_is_aligned_and_still_matches(fact
     r = matcher.compare(rescaled(_crop(other, 11, angle=8.0)), spec)
     assert g.scale == pytest.approx(1 / factor, rel=0.05)
     assert g.similarity > 0.5 > r.similarity
+    # The clerk is told that the comparison ran at the coarser scan, and which side that was.
+    (finding,) = matcher.comparison_findings(g)
+    assert finding.code == "low_resolution"
+    assert ("questioned stamp" if factor < 1 else "registered specimen") in finding.detail
+    assert matcher.comparison_findings(matcher.compare(_crop(design, 11, angle=8.0), spec)) == []
 
 
 def _maybe_design(authority: str) -> StampDesign | None:

@@ -73,6 +73,9 @@ class _ValueMatcher:
     def findings(self, query: Any) -> list[Finding]:
         return [Finding("dark", "a dark query")] if float(np.asarray(query).mean()) < 64 else []
 
+    def comparison_findings(self, features: _Features) -> list[Finding]:
+        return [Finding("weak", "a weak match")] if features.similarity < 0.1 else []
+
 
 def _grey(level: int) -> np.ndarray:
     return np.full((24, 24, 3), level, np.uint8)
@@ -273,10 +276,17 @@ def test_score_compares_with_every_specimen_and_keeps_the_best():
     assert low.percent < result.percent and low.verdict == "forged"
 
 
-def test_score_carries_what_the_query_shows_by_itself():
+def test_score_carries_what_the_query_shows_and_what_its_best_comparison_says():
     verifier = PairVerifier(matcher=_ValueMatcher(), scorer=_fitted().scorer)
-    assert [f.code for f in verifier.score(_grey(10), [_grey(200)]).findings] == ["dark"]
-    assert verifier.score(_grey(100), [_grey(10)]).findings == ()
+
+    def codes(query: np.ndarray, specimens: list[np.ndarray]) -> list[str]:
+        return [f.code for f in verifier.score(query, specimens).findings]
+
+    assert codes(_grey(10), [_grey(200)]) == ["dark"]
+    assert verifier.score(_grey(100), [_grey(200)]).findings == ()
+    # The comparison's own findings follow the query's, from the best specimen's comparison only.
+    assert codes(_grey(10), [_grey(5)]) == ["dark", "weak"]
+    assert codes(_grey(100), [_grey(5), _grey(200)]) == []
 
 
 def test_a_signature_verifier_scores_the_writers_own_specimen_best():
