@@ -712,7 +712,9 @@ def compare_ink(query: FloatArray, specimen: FloatArray, alignment: Alignment) -
     m = alignment.matrix.copy()
     m *= f
     shrink = alignment.scale * f
-    if shrink < 1.0 / RESOLUTION_GAP:  # the query is the finer scan: average it down first
+    if shrink < 1.0 / RESOLUTION_GAP:
+        # The query is much finer than the comparison frame (a finer scan, or a large crop brought
+        # down to COMPARE_LONG_SIDE): area-average it down first rather than sample it in the warp.
         query, to_small = _shrink(query, shrink)
         m = _compose(m, np.asarray(cv2.invertAffineTransform(to_small), dtype=np.float64))
     m = _refine_ecc(query, spec, m)
