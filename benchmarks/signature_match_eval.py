@@ -48,7 +48,7 @@ from benchmarks.common import machine_description
 from benchmarks.scan_conditions import CONDITIONS
 from similarity.data import SpecimenItem, load_signature_dataset, render_specimen_items, split_items
 from similarity.scoring import verification_metrics
-from similarity.signature_match import FEATURE_NAMES, SignatureMatcher, distances, fit_weights
+from similarity.signature_match import FEATURE_NAMES, SignatureMatcher, fit_weights
 
 __all__ = ["build_pairs", "get_args_parser", "main"]
 
@@ -156,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train, p_held = build_pairs(train, args.seed), build_pairs(held, args.seed + 1)
 
     def dist(desc: list[Any], pairs: Sequence[Pair]) -> npt.NDArray[np.float64]:
-        return np.array([distances(desc[q], desc[r]).vector() for q, r, _ in pairs])
+        # The distances the matcher scores: as written, or with the questioned signature turned onto
+        # the specimen's axis when that scores higher under the current weights (module step 5).
+        return np.array([matcher.compare(desc[q], desc[r]).vector() for q, r, _ in pairs])
 
     x_train, x_held = dist(d_train, p_train), dist(d_held, p_held)
     report: dict[str, Any] = {"command": "python -m benchmarks.signature_match_eval" + (" --fit" if args.fit else "")}
