@@ -422,10 +422,11 @@ class SpecimenMatcher:
         if not specimens:
             return None
         result = self._direct_score(kind, query, specimens)
-        policy = verifier.scorer.policy
         scores = sorted(
             (
-                SpecimenScore(sid, infos[sid].owner, infos[sid].label, percent, policy.verdict(percent))
+                SpecimenScore(
+                    sid, infos[sid].owner, infos[sid].label, percent, verifier.verdict(percent, result.findings)
+                )
                 for (sid, _), percent in zip(specimens, result.specimen_percents, strict=True)
             ),
             key=lambda s: -s.similarity,

@@ -20,6 +20,7 @@ import pytest
 from detectors.synth.doc_specimens import render_specimen
 from detectors.synth.fonts import FontNotFoundError, default_catalog
 from detectors.synth.stamps import ForgeryKind, ImpressionCondition, StampDesign, forge, render_impression
+from similarity.verifier import FORGED_ONLY_BELOW
 from tests.service.conftest import Service, running_service
 from tests.service.fixtures import (
     document_page,
@@ -44,6 +45,18 @@ def _design() -> StampDesign:
         if d.language == "en" and d.shape == "round" and not d.has_date:
             return d
     pytest.skip("no drawable round design with the installed fonts")
+
+
+def _another_design(design: StampDesign) -> StampDesign:
+    """Another authority's drawable round stamp (a random impostor of ``design``)."""
+    for i in range(400):
+        try:
+            d = StampDesign.for_authority(f"AUTH-{i:05d}")
+        except FontNotFoundError:
+            continue
+        if d.shape == "round" and d.authority_id != design.authority_id:
+            return d
+    pytest.skip("no second drawable round design with the installed fonts")
 
 
 def _stamp(design: StampDesign, seed: int, angle: float = 0.0) -> np.ndarray:
@@ -298,3 +311,49 @@ def test_reports_stored_before_the_method_field_still_read(tmp_path: Path) -> No
         "claimed": True,
     }
     assert MatchOut.model_validate(old).method == "embedding"
+
+
+@pytest.fixture(scope="module")
+def strict_stamp_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The aligned service with a stamp threshold of 98 %, so genuine impressions score in the
+    low range (a stand-in for a card whose genuine greyscale scans score low)."""
+    models = tmp_path_factory.mktemp("models-strict")
+    write_xray_model(models)
+    write_document_model(models)
+    card = write_similarity_model(models, aligned=True)
+    data = json.loads(card.read_text())
+    data["metrics"]["scoring"]["stamp_aligned"]["decision"]["threshold"] = 98.0
+    card.write_text(json.dumps(data))
+    with running_service(tmp_path_factory.mktemp("var"), models) as svc:
+        yield svc
+
+
+def test_a_greyscale_stamp_is_called_forged_only_on_a_clearly_low_score(strict_stamp_service: Service) -> None:
+    """A greyscale scan of a stamp shows ``no_colour``; its low scores are weak evidence, so
+    ``forged`` needs a score below the finding's bound and the rest of the low range is
+    ``inconclusive``, at the top level and per specimen alike; the same crops in colour are
+    ``forged`` in that range."""
+    aligned_service = strict_stamp_service
+    design = _design()
+    other_font = forge(design, ForgeryKind.OTHER_FONT, np.random.default_rng(3))
+    for seed in (11, 12):
+        r = _post(aligned_service, "/v1/specimens", "admin", _stamp(design, seed), kind="stamp", owner="AUTH-GREY")
+        assert r.status_code == 201, r.text
+    bound = FORGED_ONLY_BELOW["no_colour"]
+    seen = set()
+    for crop in (_stamp(design, 13, angle=5.0), _stamp(other_font, 14), _stamp(_another_design(design), 15)):
+        grey = np.repeat(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        body = _post(aligned_service, "/v1/compare", "clerk", grey, kind="stamp", owner="AUTH-GREY").json()
+        assert "no_colour" in [f["code"] for f in body["findings"]], body
+        low_edge = body["threshold"] - body["band"]
+        for item in [body, *body["per_specimen"]]:
+            pc, verdict = item["similarity"], item["verdict"]
+            expected = "forged" if pc < bound else "inconclusive" if pc < low_edge else None
+            if expected is not None:
+                assert verdict == expected, (pc, verdict)
+                seen.add(expected)
+    assert seen == {"forged", "inconclusive"}  # another authority's stamp in grey is still forged
+    in_colour = _stamp(design, 13, angle=5.0)
+    body = _post(aligned_service, "/v1/compare", "clerk", in_colour, kind="stamp", owner="AUTH-GREY").json()
+    assert body["findings"] == [] and bound <= body["similarity"] < body["threshold"] - body["band"]
+    assert body["verdict"] == "forged"

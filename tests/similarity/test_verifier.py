@@ -31,6 +31,7 @@ from similarity.stamp_match import DEFAULT_WEIGHTS as STAMP_WEIGHTS
 from similarity.stamp_match import StampMatcher
 from similarity.verifier import (
     DEFAULT_OWNER_ALPHA,
+    FORGED_ONLY_BELOW,
     METHODS,
     SECTIONS,
     OwnerNormalisation,
@@ -287,6 +288,34 @@ def test_score_carries_what_the_query_shows_and_what_its_best_comparison_says():
     # The comparison's own findings follow the query's, from the best specimen's comparison only.
     assert codes(_grey(10), [_grey(5)]) == ["dark", "weak"]
     assert codes(_grey(100), [_grey(5), _grey(200)]) == []
+
+
+class _ColourlessMatcher(_ValueMatcher):
+    """:class:`_ValueMatcher` whose dark queries show ``no_colour`` (a greyscale stamp)."""
+
+    def findings(self, query: Any) -> list[Finding]:
+        return [Finding("no_colour", "no colour")] if float(np.asarray(query).mean()) < 64 else []
+
+
+def test_a_colourless_query_is_called_forged_only_on_a_clearly_low_score():
+    verifier = PairVerifier(matcher=_ColourlessMatcher(), scorer=_fitted().scorer)
+    policy, bound = verifier.scorer.policy, FORGED_ONLY_BELOW["no_colour"]
+    percent = {level: verifier.score(_grey(100), [_grey(level)]).percent for level in range(1, 255)}
+    between = next(lv for lv, pc in percent.items() if bound + 1 < pc < policy.threshold - policy.band - 1)
+    clearly_low = next(lv for lv, pc in percent.items() if pc < bound - 1)
+    high = next(lv for lv, pc in percent.items() if pc > policy.threshold + policy.band + 1)
+    # A colour query keeps the card's verdicts.
+    assert verifier.score(_grey(100), [_grey(between)]).verdict == "forged"
+    assert verifier.score(_grey(100), [_grey(clearly_low)]).verdict == "forged"
+    # A colourless one: between the bound and the band it is inconclusive, below it still forged,
+    # and a high score is genuine as before (the percentages themselves do not change).
+    grey = verifier.score(_grey(10), [_grey(between)])
+    assert grey.verdict == "inconclusive" and [f.code for f in grey.findings] == ["no_colour"]
+    assert grey.percent == percent[between]
+    assert verifier.score(_grey(10), [_grey(clearly_low)]).verdict == "forged"
+    assert verifier.score(_grey(10), [_grey(high)]).verdict == "genuine"
+    assert verifier.verdict(percent[between]) == "forged"
+    assert verifier.verdict(percent[between], [Finding("copy_like", "")]) == "forged"
 
 
 def test_a_signature_verifier_scores_the_writers_own_specimen_best():
