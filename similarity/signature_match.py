@@ -445,10 +445,11 @@ class SignatureMatcher:
         ):
             try:
                 turned = distances(rotated(q, turn_by), s)
-            except BlankSignatureError:
+            except BlankSignatureError:  # the turn left too few ink pixels: compare as written
                 turned = None
-            if turned is not None and float(turned.vector() @ self._w) > z:
-                feats, turn, z = turned, turn_by, float(turned.vector() @ self._w)
+            z_turned = -math.inf if turned is None else float(turned.vector() @ self._w)
+            if turned is not None and z_turned > z:
+                feats, turn, z = turned, turn_by, z_turned
         z += self.weights["intercept"]
         sim = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
         return SignatureMatchFeatures(**{**asdict(feats), "similarity": sim, "query_rotation_deg": turn})
