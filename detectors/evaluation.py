@@ -590,6 +590,8 @@ def evaluate_detector(
             "input_size": list(card.spec.input_size),
             # Test-time augmentation: the mirrored view fused in (the X-ray detector's default).
             "flip_tta": bool(getattr(detector, "flip_tta", False)),
+            # The close-up tiles fused in (the X-ray detector's default).
+            "tile_tta": bool(getattr(detector, "tile_tta", False)),
         },
         "seconds": round(seconds, 2),
         "model_sha256": card.sha256,

@@ -18,6 +18,20 @@ its mean score and a mean box, one found in a single view half its score. On the
 to 0.258, the grey view from 0.576 to 0.596 and the TIP validation set from 0.532 to 0.541, for twice
 the model time (``flip_tta=False`` or ``CV_XRAY_FLIP_TTA=false`` turns it off). Flipping upside down
 as well (four views) measured lower (0.652): the model was trained with left-right flips only.
+
+Small items are what the model misses most (on the real test split, items under 1 % of the scan were
+found 60 % of the time, larger ones 87 %). :class:`ThreatDetector` therefore also looks at the scan
+more closely (``tile_tta``): four overlapping tiles, each :data:`TILE_FRACTION` of the scan's width
+and height and anchored at one corner, go through the model at its input size, so every item is seen
+1.4 times larger. A tile's box cut by the tile's inner edge is dropped (the item is whole in another
+tile or in the full view), the tiles' boxes are merged by NMS into one *close-up* view, and that
+view is fused with the full view exactly as the mirrored view is: an item both find keeps its mean
+score, one only the close-up finds half its score. On the held-out real scans (model 2026.11.23.0307,
+class-agnostic, both with the mirrored view) mAP50 went from 0.764 to 0.795, for three times the model
+time (six images per scan instead of two). Tiles of 0.6 / 0.8 of the scan measured 0.787 / 0.796
+(mirrored tiles as well), tiles that are also mirrored 0.800 for ten images per scan, and pooling
+the close-up boxes with the full view's through NMS 0.760: a close-up alone raises false alarms.
+``tile_tta=False`` or ``CV_XRAY_TILES=false`` turns it off.
 """
 
 from __future__ import annotations
@@ -33,8 +47,7 @@ import numpy as np
 
 from detectors.base import StageTimings, YoloDetector, check_images, original_sizes
 from detectors.yolo import DecodeOptions
-from vision.boxes import mirror_boxes, weighted_box_fusion
-from vision.letterbox import LetterboxTransform
+from vision.boxes import batched_nms, mirror_boxes, weighted_box_fusion
 from vision.runtime.base import InferenceBackend
 from vision.types import Detections, Modality, ModelSpec, RiskLevel
 
@@ -56,6 +69,15 @@ FLIP_VIEWS: tuple[str, ...] = ("as scanned", "mirrored left-right")
 FLIP_FUSION_IOU = 0.55
 #: Lowest score a view's box is decoded at (the evaluation's AP threshold).
 VIEW_SCORE_FLOOR = 0.001
+#: Side of each close-up tile as a fraction of the scan's side (``tile_tta``): 2 x 2 tiles anchored at
+#: the corners, so neighbouring tiles overlap by 40 % of the scan and any item up to 40 % of the
+#: scan's side lies whole in at least one of them.
+TILE_FRACTION = 0.7
+#: A tile's box closer than this (original pixels) to an edge the tile shares with the scan's
+#: interior is cut by that edge and dropped.
+TILE_EDGE_MARGIN_PX = 2.0
+#: Scans with a side shorter than this (pixels) are not tiled: there is nothing to look closer at.
+MIN_TILED_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -183,8 +205,11 @@ class ThreatDetector(YoloDetector):
         auto_polarity: turn negative displays into positives before the model (:func:`as_positive`;
             module docstring). Boxes are unaffected: inverting moves no pixel.
         flip_tta: also run every scan mirrored left-right and fuse the two views' boxes (module
-            docstring). Each view is decoded at the lowest score that can still reach a class's
-            threshold after fusion; the thresholds apply to the fused scores.
+            docstring).
+        tile_tta: also run four overlapping close-up tiles of every scan and fuse their boxes with
+            the full view's (module docstring). With either view added, each view is decoded at the
+            lowest score that can still reach a class's threshold after fusion; the thresholds apply
+            to the fused scores.
 
     Raises:
         ValueError: the model has a class the risk policy does not cover.
@@ -206,6 +231,7 @@ class ThreatDetector(YoloDetector):
         risk_rules: Mapping[str, RiskRule] = RISK_RULES,
         auto_polarity: bool = True,
         flip_tta: bool = True,
+        tile_tta: bool = True,
     ) -> None:
         uncovered = [n for n in spec.class_names if n not in risk_rules]
         if uncovered:
@@ -218,6 +244,7 @@ class ThreatDetector(YoloDetector):
         self.risk_rules = risk_rules
         self.auto_polarity = auto_polarity
         self.flip_tta = flip_tta
+        self.tile_tta = tile_tta
         super().__init__(
             backend=backend,
             spec=spec,
@@ -229,49 +256,137 @@ class ThreatDetector(YoloDetector):
             head=head,
         )
 
-        # A fused score is the mean over the views, so a view's box can still count if its score is
-        # at least n*t - (n - 1) (the other views at most 1 each); never below the AP floor.
-        n = len(FLIP_VIEWS)
+        # A fused score is the mean over the fused views (as scanned and mirrored, then the full
+        # view and the close-up), so a view's box can still count if its score is at least
+        # n*t - (n - 1), n being the number of scores averaged in the end (the others at most 1).
+        n = (len(FLIP_VIEWS) if flip_tta else 1) * (2 if tile_tta else 1)
         view_thresholds = np.maximum(n * self.options.thresholds - (n - 1), VIEW_SCORE_FLOOR)
         self._view_options = replace(self.options, thresholds=view_thresholds.astype(np.float32))
 
     def _decode_options(self) -> DecodeOptions:
-        return self._view_options if self.flip_tta else self.options
+        return self._view_options if self.flip_tta or self.tile_tta else self.options
 
     def detect_with_timings(
         self, images: Sequence[np.ndarray], *, original_hw: Sequence[tuple[int, int]] | None = None
     ) -> tuple[list[Detections], StageTimings]:
-        if not self.flip_tta:
-            return super().detect_with_timings(images, original_hw=original_hw)
         check_images(images)
         sizes = original_sizes(images, original_hw)
-        n = len(images)
-        mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in images]
-        views, timings = super().detect_with_timings([*images, *mirrored], original_hw=[*sizes, *sizes])
         t0 = time.perf_counter()
-        fused = [self._fuse(views[i], views[n + i], width=sizes[i][1]) for i in range(n)]
-        fuse_ms = (time.perf_counter() - t0) * 1e3
-        return fused, replace(timings, images=n, postprocess_ms=timings.postprocess_ms + fuse_ms)
+        if self.auto_polarity:
+            # On the whole scan, before any tiling: a tile's edge is not the scan's border.
+            images = [as_positive(im) for im in images]
+        polarity_ms = (time.perf_counter() - t0) * 1e3
+        if not self.flip_tta and not self.tile_tta:
+            detections, timings = super().detect_with_timings(images, original_hw=sizes)
+            return detections, replace(timings, preprocess_ms=timings.preprocess_ms + polarity_ms)
 
-    def _fuse(self, direct: Detections, mirrored: Detections, *, width: int) -> Detections:
-        """One scan's detections from its two views: fused, thresholded per class, at most ``max_det``."""
-        xyxy, conf, cls = weighted_box_fusion(
-            [
-                (direct.xyxy, direct.confidence, direct.class_id),
-                (mirror_boxes(mirrored.xyxy, width), mirrored.confidence, mirrored.class_id),
-            ],
-            iou_threshold=FLIP_FUSION_IOU,
+        # Every view of every scan in one batch: as scanned, mirrored, then the tiles.
+        n = len(images)
+        views: list[np.ndarray] = list(images)
+        view_hw: list[tuple[int, int]] = list(sizes)
+        if self.flip_tta:
+            views += [np.ascontiguousarray(im[:, ::-1]) for im in images]
+            view_hw += sizes
+        tiles = [self._tiles(im, hw) if self.tile_tta else [] for im, hw in zip(images, sizes, strict=True)]
+        for scan_tiles in tiles:
+            views += [t.pixels for t in scan_tiles]
+            view_hw += [t.original_hw for t in scan_tiles]
+        found, timings = super().detect_with_timings(views, original_hw=view_hw)
+
+        t0 = time.perf_counter()
+        fused: list[Detections] = []
+        next_tile = (2 if self.flip_tta else 1) * n
+        for i in range(n):
+            width = sizes[i][1]
+            full = _as_view(found[i])
+            if self.flip_tta:
+                mirrored = found[n + i]
+                full = weighted_box_fusion(
+                    [full, (mirror_boxes(mirrored.xyxy, width), mirrored.confidence, mirrored.class_id)],
+                    iou_threshold=FLIP_FUSION_IOU,
+                )
+            if tiles[i]:
+                k = len(tiles[i])
+                close_up = self._merge_tiles(tiles[i], found[next_tile : next_tile + k], sizes[i])
+                next_tile += k
+                full = weighted_box_fusion([full, close_up], iou_threshold=FLIP_FUSION_IOU)
+            fused.append(self._threshold(*full))
+        fuse_ms = (time.perf_counter() - t0) * 1e3
+        return fused, replace(
+            timings,
+            images=n,
+            preprocess_ms=timings.preprocess_ms + polarity_ms,
+            postprocess_ms=timings.postprocess_ms + fuse_ms,
         )
+
+    @staticmethod
+    def _tiles(image: np.ndarray, original_hw: tuple[int, int]) -> list[_Tile]:
+        """The 2 x 2 close-up tiles of one scan (none for a scan too small to tile)."""
+        h, w = image.shape[:2]
+        if min(h, w) < MIN_TILED_SIDE:
+            return []
+        sy, sx = original_hw[0] / h, original_hw[1] / w
+        th, tw = round(h * TILE_FRACTION), round(w * TILE_FRACTION)
+        out = []
+        for y in (0, h - th):
+            for x in (0, w - tw):
+                out.append(
+                    _Tile(
+                        pixels=np.ascontiguousarray(image[y : y + th, x : x + tw]),
+                        original_hw=(max(1, round(th * sy)), max(1, round(tw * sx))),
+                        box=(x * sx, y * sy, (x + tw) * sx, (y + th) * sy),
+                    )
+                )
+        return out
+
+    def _merge_tiles(
+        self, tiles: Sequence[_Tile], found: Sequence[Detections], original_hw: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tiles' boxes in the scan's frame, those cut by an inner tile edge dropped, merged by
+        class-aware NMS at the detector's IoU threshold (where tiles overlap, both find the item)."""
+        height, width = original_hw
+        boxes, scores, classes = [], [], []
+        m = TILE_EDGE_MARGIN_PX
+        for tile, det in zip(tiles, found, strict=True):
+            x1, y1, x2, y2 = tile.box
+            b = det.xyxy.astype(np.float64) + np.array([x1, y1, x1, y1])
+            cut = (
+                ((b[:, 0] <= x1 + m) & (x1 > 0))
+                | ((b[:, 1] <= y1 + m) & (y1 > 0))
+                | ((b[:, 2] >= x2 - m) & (x2 < width - 0.5))
+                | ((b[:, 3] >= y2 - m) & (y2 < height - 0.5))
+            )
+            boxes.append(b[~cut])
+            scores.append(det.confidence[~cut])
+            classes.append(det.class_id[~cut])
+        xyxy, conf, cls = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
+        keep = batched_nms(xyxy, conf, cls, self.options.iou_threshold)
+        return xyxy[keep], conf[keep], cls[keep]
+
+    def _threshold(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray) -> Detections:
+        """Fused boxes -> Detections: per-class thresholds on the fused scores, at most ``max_det``."""
         keep = np.flatnonzero(conf >= self.options.thresholds[cls])[: self.options.max_det]
-        return Detections(xyxy=xyxy[keep], confidence=conf[keep], class_id=cls[keep], class_names=self.class_names)
+        return Detections(
+            xyxy=np.asarray(xyxy[keep], dtype=np.float32),
+            confidence=np.asarray(conf[keep], dtype=np.float32),
+            class_id=np.asarray(cls[keep], dtype=np.int64),
+            class_names=self.class_names,
+        )
 
     def risk(self, detections: Detections) -> RiskLevel:
         """Risk level of one scan's detections (see :data:`RISK_RULES`)."""
         return assess_risk(detections, self.risk_rules)
 
-    def _preprocess(
-        self, images: Sequence[np.ndarray], original_hw: Sequence[tuple[int, int]]
-    ) -> tuple[np.ndarray, list[LetterboxTransform]]:
-        if self.auto_polarity:
-            images = [as_positive(im) for im in images]
-        return super()._preprocess(images, original_hw)
+
+@dataclass(frozen=True)
+class _Tile:
+    """One close-up tile of a scan: its pixels, the size it stands for in the original scan, and its
+    ``x1, y1, x2, y2`` box there."""
+
+    pixels: np.ndarray
+    original_hw: tuple[int, int]
+    box: tuple[float, float, float, float]
+
+
+def _as_view(det: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return det.xyxy, det.confidence, det.class_id

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 def _detector_kwargs(settings: Settings) -> dict[str, dict[str, Any]]:
     """Model name -> the detector arguments the settings choose."""
-    return {"xray": {"flip_tta": settings.xray_flip_tta}}
+    return {"xray": {"flip_tta": settings.xray_flip_tta, "tile_tta": settings.xray_tiles}}
 
 
 def _backend_kwargs(settings: Settings) -> dict[str, Any]:

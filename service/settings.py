@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         default=True,
         description="X-ray: also run each scan mirrored and fuse the boxes (higher mAP, twice the model time)",
     )
+    xray_tiles: bool = Field(
+        default=True,
+        description="X-ray: also run four overlapping close-up tiles of each scan and fuse the boxes "
+        "(finds more small items; four more model images per scan)",
+    )
 
     @field_validator("required_models", mode="before")
     @classmethod

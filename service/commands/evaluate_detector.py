@@ -75,6 +75,12 @@ def register(groups: CommandGroups) -> None:
                 action="store_false",
                 help="measure without the mirrored view the detector fuses in by default",
             )
+            p.add_argument(
+                "--no-tiles",
+                dest="tile_tta",
+                action="store_false",
+                help="measure without the close-up tiles the detector fuses in by default",
+            )
         # Both store into ``view`` and default to None: argparse counts an option as given only when its value
         # is not the default object, so a default of "scanned" would let `--view scanned --greyscale` through.
         views = p.add_mutually_exclusive_group()
@@ -126,6 +132,8 @@ def _command_line(args: argparse.Namespace, real_dir: str | None) -> str:
     extra += view_arguments(_view(args))
     if not getattr(args, "flip_tta", True):
         extra += ["--no-flip-tta"]
+    if not getattr(args, "tile_tta", True):
+        extra += ["--no-tiles"]
     return evaluate_command(args.task, args.model, args.data, split=args.split, real_dir=real_dir, extra=extra)
 
 
@@ -156,7 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         limit=args.limit,
         view=_view(args),
         command=_command_line(args, real_dir),
-        detector_kwargs=None if getattr(args, "flip_tta", True) else {"flip_tta": False},
+        detector_kwargs={name: False for name in ("flip_tta", "tile_tta") if not getattr(args, name, True)},
     )
     if args.json:
         print(json.dumps(block, indent=2))

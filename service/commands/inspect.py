@@ -73,6 +73,13 @@ def register(groups: CommandGroups) -> None:
                 default=None,
                 help="do not also run each scan mirrored (default: CV_XRAY_FLIP_TTA, on)",
             )
+            p.add_argument(
+                "--no-tiles",
+                dest="tile_tta",
+                action="store_false",
+                default=None,
+                help="do not also run four close-up tiles of each scan (default: CV_XRAY_TILES, on)",
+            )
         p.set_defaults(func=_handler(modality))
 
 
@@ -131,6 +138,8 @@ def run_inspect(args: argparse.Namespace, modality: Modality, out: TextIO | None
     if modality == "xray":
         flip_tta = getattr(args, "flip_tta", None)
         detector_kwargs["flip_tta"] = settings.xray_flip_tta if flip_tta is None else flip_tta
+        tile_tta = getattr(args, "tile_tta", None)
+        detector_kwargs["tile_tta"] = settings.xray_tiles if tile_tta is None else tile_tta
     detector_cls = detector_class(modality)
     try:
         detector = detector_cls.from_card(card_path, detector_kwargs=detector_kwargs, **backend_kwargs)

@@ -81,6 +81,9 @@ def env(tmp_path, monkeypatch):
     write_model(models, "document", DOCUMENT_CLASSES)
     monkeypatch.setenv("CV_MODELS_DIR", str(models))
     monkeypatch.delenv("CV_THREADS", raising=False)
+    # The test model puts its box at a fixed place in the network input, so each close-up tile would
+    # add one more box elsewhere; test_close_up_tiles_are_on_unless_turned_off covers the tiles.
+    monkeypatch.setenv("CV_XRAY_TILES", "false")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("service.commands.inspect",))
     return tmp_path
@@ -199,6 +202,23 @@ def test_table_format(scans, capsys):
     assert "alarm" in body["white.png"] and "handgun 0.90 [32, 48, 96, 80]" in body["white.png"]
     assert body["black.png"].split()[1:] == ["clear", "-"]
     assert body["broken.png"].split()[1] == "ERROR"
+
+
+def test_close_up_tiles_are_on_unless_turned_off(env, capsys, monkeypatch):
+    scan = env / "white.png"
+    scan.write_bytes(encode_png(np.full((128, 128, 3), 255, np.uint8)))
+
+    def boxes(*extra: str) -> int:
+        code, lines, _ = run(capsys, "inspect", "xray", str(scan), "--threads", "1", *extra)
+        assert code == 0
+        return len(json.loads(lines[0])["detections"])
+
+    # The fixed-place box lands elsewhere in the scan in each tile: more boxes with the tiles.
+    monkeypatch.delenv("CV_XRAY_TILES")
+    assert boxes() > 1
+    assert boxes("--no-tiles") == 1
+    monkeypatch.setenv("CV_XRAY_TILES", "false")
+    assert boxes() == 1
 
 
 def test_missing_model_exits_two_with_a_clear_message(env, capsys, monkeypatch):

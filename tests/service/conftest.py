@@ -79,6 +79,9 @@ def running_service(data_dir: Path, models_dir: Path, **overrides: Any) -> Itera
         "max_wait_ms": 2.0,
         "max_upload_bytes": 2 * 1024 * 1024,
         "max_pixels": 4_000_000,
+        # The tiny X-ray model puts its box at a fixed place in the network input, so each close-up
+        # tile would add a box elsewhere in the scan; test_api_availability turns the tiles on.
+        "xray_tiles": False,
     }
     options.update(overrides)
     settings = Settings(**options)
@@ -123,7 +126,7 @@ class AsyncService:
 @asynccontextmanager
 async def async_service(data_dir: Path, models_dir: Path, **overrides: Any) -> AsyncIterator[AsyncService]:
     """Like :func:`running_service`, inside a running event loop (``asyncio.run`` in the test)."""
-    options: dict[str, Any] = {"data_dir": data_dir, "models_dir": models_dir, "threads": 1}
+    options: dict[str, Any] = {"data_dir": data_dir, "models_dir": models_dir, "threads": 1, "xray_tiles": False}
     options.update(overrides)
     app = create_app(Settings(**options))
     async with app.router.lifespan_context(app):

@@ -336,3 +336,16 @@ def test_the_mirrored_xray_view_is_on_by_default_and_an_operator_setting(
         detector = svc.client.app.state.pipeline.runtime.detectors["xray"]
         assert detector.flip_tta is False
         assert _xray(svc.client, svc.auth("scanner")).status_code == 200
+
+
+def test_the_close_up_tiles_are_on_by_default_and_an_operator_setting(
+    service: Service, start_service: Callable[..., Any]
+) -> None:
+    assert Settings().xray_tiles is True
+    # These tests' services run without them (see conftest.running_service) ...
+    assert service.client.app.state.pipeline.runtime.detectors["xray"].tile_tta is False  # type: ignore[attr-defined]
+    # ... and the setting turns them on.
+    with start_service(xray_tiles=True) as svc:
+        detector = svc.client.app.state.pipeline.runtime.detectors["xray"]
+        assert detector.tile_tta is True
+        assert _xray(svc.client, svc.auth("scanner")).status_code == 200
