@@ -309,11 +309,15 @@ GRID_CELLS = (16, 32)
 
 #: ECC stopping rule of :func:`align_shape`: iterations, and the smallest update.
 ECC_ITERATIONS, ECC_EPS = 50, 1e-4
+#: Largest stretch (singular value of the linear part, or its inverse) and shift (share of the
+#: canvas side) of an ECC warp :func:`align_shape` accepts: beyond them the fit has degenerated.
+ECC_MAX_GAIN, ECC_MAX_SHIFT = 1.5, 0.25
 
 
 def align_shape(query: FloatArray, specimen: FloatArray) -> FloatArray:
     """``query``'s blurred shape warped onto ``specimen``'s by an affine ECC fit; unwarped when the
-    fit does not converge (e.g. nearly empty shapes) or correlates worse than no warp at all."""
+    fit does not converge (e.g. nearly empty shapes), degenerates (:data:`ECC_MAX_GAIN`,
+    :data:`ECC_MAX_SHIFT`) or correlates worse than no warp at all."""
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
     mask = np.ones(specimen.shape, dtype=np.uint8)
     try:
@@ -324,6 +328,13 @@ def align_shape(query: FloatArray, specimen: FloatArray) -> FloatArray:
         return query
     warp = np.asarray(fitted, dtype=np.float32)
     h, w = specimen.shape
+    # Both shapes fill the same canvas, so a true fit is near the identity. On dissimilar shapes ECC
+    # can "converge" to a warp that blows a few strokes up 20-50 times; its correlation may still
+    # beat the unwarped shape's (near zero), so such a warp is refused outright.
+    gains = np.linalg.svd(warp[:, :2].astype(np.float64), compute_uv=False)
+    shift = np.abs(warp[:, 2]) / np.array([w, h], dtype=np.float32)
+    if gains.max() > ECC_MAX_GAIN or gains.min() < 1.0 / ECC_MAX_GAIN or shift.max() > ECC_MAX_SHIFT:
+        return query
     flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
     warped = np.asarray(cv2.warpAffine(query, warp, (w, h), flags=flags), dtype=np.float32)
     # ECC can walk off to a worse local optimum on dissimilar shapes: never align to a worse fit.

@@ -74,7 +74,12 @@ class LiveService:
 def live_service(data_dir: Path, models_dir: Path) -> Iterator[LiveService]:
     """Serve the app with the tiny test models in a thread; stop it on exit."""
     settings = Settings(
-        data_dir=data_dir, models_dir=models_dir, threads=1, max_wait_ms=2.0, max_upload_bytes=2 * 1024 * 1024
+        data_dir=data_dir,
+        models_dir=models_dir,
+        threads=1,
+        max_wait_ms=2.0,
+        max_upload_bytes=2 * 1024 * 1024,
+        xray_tiles=False,  # the tiny X-ray model's box is at a fixed place: see conftest.running_service
     )
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
