@@ -329,7 +329,7 @@ def align_shape(query: FloatArray, specimen: FloatArray) -> FloatArray:
     warp = np.asarray(fitted, dtype=np.float32)
     h, w = specimen.shape
     # Both shapes fill the same canvas, so a true fit is near the identity. On dissimilar shapes ECC
-    # can "converge" to a warp that blows a few strokes up 20-50 times; its correlation may still
+    # can "converge" to a warp that blows a few strokes up 20-57 times; its correlation may still
     # beat the unwarped shape's (near zero), so such a warp is refused outright.
     gains = np.linalg.svd(warp[:, :2].astype(np.float64), compute_uv=False)
     shift = np.abs(warp[:, 2]) / np.array([w, h], dtype=np.float32)

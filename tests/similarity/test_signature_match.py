@@ -20,6 +20,7 @@ from similarity.signature_match import (
     PreparedSignature,
     SignatureMatcher,
     SignatureMatchError,
+    align_shape,
     describe,
     distances,
     fit_weights,
@@ -141,6 +142,28 @@ def test_resolution_and_detector_slack_change_little(writers):
             deltas.append(abs(matcher.compare(a, b).similarity - matcher.compare(_zoom_and_pad(a), b).similarity))
     # One dissimilar genuine pair of the ten writers sits on the steep part of the logistic.
     assert np.mean(deltas) < 0.04 and max(deltas) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("warp", "refused"),
+    [
+        ([[1.05, 0.1, 2.0], [-0.05, 0.95, 1.0]], False),  # slant and a small shift: a real fit
+        ([[16.9, -24.4, -788.0], [12.7, 52.0, -2164.0]], True),  # what ECC "converged" to on a real pair
+        ([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]], True),  # shrunk to half
+        ([[1.0, 0.0, 60.0], [0.0, 1.0, 0.0]], True),  # shifted by almost half the canvas
+    ],
+)
+def test_a_degenerate_ecc_fit_is_refused(monkeypatch, warp, refused):
+    """Whatever its correlation, an ECC warp far from the identity is no alignment: the query is
+    compared unwarped."""
+    rng = np.random.default_rng(0)
+    specimen = cv2.GaussianBlur(rng.random((64, 128)).astype(np.float32), (0, 0), 3)
+    query = np.ascontiguousarray(specimen[:, ::-1])
+    monkeypatch.setattr(cv2, "findTransformECC", lambda *a, **k: (0.9, np.asarray(warp, np.float32)))
+    # The correlation guard alone would keep a warped shape that correlates better than the query.
+    monkeypatch.setattr("similarity.signature_match._ncc", lambda a, b: 1.0 if a is not query else 0.0)
+    out = align_shape(query, specimen)
+    assert (out is query) == refused
 
 
 def _turned(crop: np.ndarray, degrees: float) -> np.ndarray:
