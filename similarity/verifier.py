@@ -7,11 +7,11 @@ decided by comparing the crop directly with the owner's registered specimens
 
 * **stamps** (method ``"aligned"``): :mod:`similarity.stamp_match` aligns the questioned impression
   onto each specimen at scan resolution and measures ink the genuine die does not have. On held-out
-  rendered authorities it brings skilled forgeries from 0.46 to 0.35 EER and random stamps from
-  0.13 to 0.09 (``metrics.heldout_direct.stamp`` of ``models/similarity.json``).
+  rendered authorities it brings skilled forgeries from 0.44 (the embedding's cosine) to 0.28 EER;
+  random stamps are 0.06 either way (``metrics.heldout_direct.stamp`` of ``models/similarity.json``).
 * **signatures** (method ``"shape"``): :mod:`similarity.signature_match` compares gradient-
   orientation shape descriptors. On real signatures of held-out writers, the same name signed by
-  another writer falls from 0.29 to 0.14 EER (``metrics.heldout_direct.signature``).
+  another writer falls from 0.23 (the embedding) to 0.13 EER (``metrics.heldout_direct.signature``).
 
 :class:`PairVerifier` holds one such comparison with the calibration and decision policy of its
 kind: :meth:`PairVerifier.score` compares a crop with the owner's specimens and maps the combined
